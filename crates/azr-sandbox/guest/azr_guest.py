@@ -1,0 +1,325 @@
+"""The azr sandbox guest: runs inside CPython compiled to WebAssembly.
+
+The host (crates/azr-sandbox) creates a fresh instance of this component for
+every request and calls `execute` once with a JSON request. Operations:
+
+``call``    exec ``program``, then evaluate ``f(<input>)`` and return the repr.
+            Options: ``literal_args`` (every argument must be a Python literal),
+            ``banned`` (module names the program may not import),
+            ``plain_output`` (the result must be built from literal types only
+            and its repr must round-trip through ``ast.literal_eval``),
+            ``max_output_chars`` (a longer repr is an error, never truncated).
+``script``  exec ``code`` as ``__main__``; no output value.
+``judge``   compare pairs of literal texts by value with strict types. Runs no
+            model-written code, so its verdicts cannot be forged.
+
+Once model code has run in an instance, nothing that instance reports can be
+trusted (the code may patch ``repr``, ``json`` or this module itself), so the
+host never sends a gold answer to an instance that runs solver code, and it
+makes every correctness verdict in a separate ``judge`` instance.
+
+Only modules imported while the component is built can be imported at run
+time, so the common standard library is imported below, banned modules too:
+the import policy is enforced by ``banned``, not by what is available.
+"""
+
+import ast
+import builtins
+import json
+import sys
+
+import wit_world
+
+PREIMPORTED = (
+    "abc", "array", "base64", "binascii", "bisect", "builtins", "calendar",
+    "cmath", "codecs", "collections", "collections.abc", "contextlib", "copy",
+    "csv", "dataclasses", "datetime", "decimal", "difflib", "enum", "errno",
+    "fractions", "functools", "gc", "hashlib", "heapq", "hmac", "html", "io",
+    "itertools", "json", "keyword", "locale", "logging", "math", "numbers",
+    "operator", "os", "os.path", "pprint", "random", "re", "reprlib",
+    "secrets", "statistics", "string", "struct", "textwrap", "threading",
+    "time", "types", "typing", "unicodedata", "uuid", "weakref", "zlib",
+    "graphlib", "queue", "shlex", "subprocess", "multiprocessing", "sched",
+    "traceback", "warnings", "inspect", "ast", "tokenize", "zoneinfo",
+    "colorsys", "dis", "linecache", "platform", "selectors", "socket",
+)
+
+UNAVAILABLE = []
+for _name in PREIMPORTED:
+    try:
+        __import__(_name)
+    except Exception as _exc:  # recorded so the host's tests can report it
+        UNAVAILABLE.append(f"{_name}: {type(_exc).__name__}: {_exc}")
+del _name
+
+import random  # noqa: E402  (re-seeded per request from the host's seed)
+
+# Trusted references, captured before any model code can patch them.
+_literal_eval = ast.literal_eval
+_parse = ast.parse
+_dumps = json.dumps
+_loads = json.loads
+_repr = builtins.repr
+_type = builtins.type
+_isinstance = builtins.isinstance
+_exec = builtins.exec
+_eval = builtins.eval
+_compile = builtins.compile
+
+_PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset)
+_MAX_MESSAGE = 2000
+
+
+class GuestError(Exception):
+    """An outcome with an error kind the host understands."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = f"{_type(exc).__name__}: {exc}"
+    except BaseException:  # a hostile __str__
+        text = _type(exc).__name__
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+
+
+# ---------------------------------------------------------------- values
+
+
+def typed_key(value):
+    """A hashable key equal for two values iff they are equal with the same types.
+
+    ``1``, ``True`` and ``1.0`` get different keys; dict and set order is ignored.
+    Only literal types are accepted; anything else raises TypeError.
+    """
+    t = _type(value)
+    if t in _PLAIN_SCALARS:
+        return (t.__name__, value)
+    if t is list or t is tuple:
+        return (t.__name__, tuple(typed_key(v) for v in value))
+    if t is set or t is frozenset:
+        return (t.__name__, frozenset(typed_key(v) for v in value))
+    if t is dict:
+        return ("dict", frozenset((typed_key(k), typed_key(v)) for k, v in value.items()))
+    raise TypeError(f"{t.__name__} is not a literal type")
+
+
+def _is_plain(value, depth: int = 0) -> bool:
+    if depth > 200:
+        return False
+    t = _type(value)
+    if t in _PLAIN_SCALARS:
+        return True
+    if t is dict:
+        return all(_is_plain(k, depth + 1) and _is_plain(v, depth + 1) for k, v in value.items())
+    if t in _PLAIN_CONTAINERS:
+        return all(_is_plain(v, depth + 1) for v in value)
+    return False
+
+
+def _round_trips(value, text: str) -> bool:
+    try:
+        return _is_plain(value) and typed_key(_literal_eval(text)) == typed_key(value)
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------- policy
+
+
+def _dotted(node) -> str | None:
+    parts = []
+    while _isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if _isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def banned_reference(tree, banned) -> str | None:
+    """The first banned module or attribute the program refers to, if any.
+
+    Names match on whole dotted components: banning ``time`` bans ``time`` and
+    ``time.sleep`` but not ``timeit``; banning ``os.path`` bans
+    ``from os import path`` and ``os.path.join`` but not ``os``.
+    """
+
+    def hit(name: str) -> str | None:
+        for b in banned:
+            if name == b or name.startswith(b + "."):
+                return b
+        return None
+
+    dotted_banned = [b for b in banned if "." in b]
+    for node in ast.walk(tree):
+        found = None
+        if _isinstance(node, ast.Import):
+            for alias in node.names:
+                found = found or hit(alias.name)
+        elif _isinstance(node, ast.ImportFrom):
+            if node.module and node.level == 0:
+                found = hit(node.module)
+                for alias in node.names:
+                    found = found or hit(f"{node.module}.{alias.name}")
+        elif _isinstance(node, ast.Call):
+            callee = _dotted(node.func)
+            if callee in ("__import__", "importlib.import_module", "import_module", "builtins.__import__"):
+                if node.args and _isinstance(node.args[0], ast.Constant) and _isinstance(node.args[0].value, str):
+                    found = hit(node.args[0].value)
+        elif _isinstance(node, ast.Attribute) and dotted_banned:
+            name = _dotted(node)
+            if name is not None:
+                for b in dotted_banned:
+                    if name == b or name.startswith(b + "."):
+                        found = b
+                        break
+        if found:
+            return found
+    return None
+
+
+# ---------------------------------------------------------------- calls
+
+
+def parse_call(text: str, literal: bool):
+    """Parse ``text`` as the argument list of ``f(...)``.
+
+    Returns (args, kwargs) of values when ``literal``, else the compiled call.
+    Anything that is not exactly one call of ``f`` (``0) or (True``, ``1), g(2``)
+    is rejected by the AST shape, never by string matching.
+    """
+    source = f"f({text}\n)"
+    try:
+        tree = _parse(source, mode="eval")
+    except SyntaxError as exc:
+        raise GuestError("syntax", f"input is not an argument list: {_describe(exc)}") from None
+    call = tree.body
+    if not (_isinstance(call, ast.Call) and _isinstance(call.func, ast.Name) and call.func.id == "f"):
+        raise GuestError("syntax", "input must be exactly the argument list of one call f(...)")
+    if not literal:
+        return _compile(tree, "<input>", "eval")
+    if any(_isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+        raise GuestError("syntax", "input arguments must be literal values (no * or ** unpacking)")
+    try:
+        args = [_literal_eval(a) for a in call.args]
+        kwargs = {k.arg: _literal_eval(k.value) for k in call.keywords}
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise GuestError("syntax", f"input arguments must be literal values: {_describe(exc)}") from None
+    return args, kwargs
+
+
+def _compile_program(source: str, banned, filename: str):
+    try:
+        tree = _parse(source, filename=filename, mode="exec")
+    except (SyntaxError, ValueError) as exc:  # ValueError: source with NUL bytes
+        raise GuestError("syntax", _describe(exc)) from None
+    if banned:
+        found = banned_reference(tree, banned)
+        if found:
+            raise GuestError("banned_import", f"the program uses the banned module {found!r}")
+    return _compile(tree, filename, "exec")
+
+
+def op_call(req) -> dict:
+    literal = bool(req.get("literal_args", False))
+    parsed = parse_call(req["input"], literal)
+    code = _compile_program(req["program"], req.get("banned") or (), "<program>")
+    namespace = {"__name__": "program", "__builtins__": builtins}
+    _exec(code, namespace)
+    if literal:
+        f = namespace.get("f")
+        if f is None:
+            raise GuestError("runtime", "NameError: name 'f' is not defined")
+        result = f(*parsed[0], **parsed[1])
+    else:
+        result = _eval(parsed, namespace)
+    try:
+        text = _repr(result)
+    except MemoryError:
+        raise
+    except BaseException as exc:
+        raise GuestError("unrepresentable_output", f"repr failed: {_describe(exc)}") from None
+    if _type(text) is not str:
+        raise GuestError("unrepresentable_output", "repr did not return a str")
+    limit = req.get("max_output_chars")
+    if limit is not None and len(text) > limit:
+        raise GuestError("output_too_large", f"output repr has {len(text)} characters, limit {limit}")
+    if req.get("plain_output") and not _round_trips(result, text):
+        raise GuestError(
+            "unrepresentable_output",
+            f"output is not a plain value whose repr round-trips through ast.literal_eval: {text[:200]}",
+        )
+    return {"ok": True, "output": text}
+
+
+def op_script(req) -> dict:
+    code = _compile_program(req["code"], req.get("banned") or (), "<script>")
+    _exec(code, {"__name__": "__main__", "__builtins__": builtins})
+    return {"ok": True, "output": None}
+
+
+def _judge_pair(left: str, right: str) -> str:
+    try:
+        a = _literal_eval(left.strip())
+    except BaseException:
+        return "left_invalid"
+    try:
+        b = _literal_eval(right.strip())
+    except BaseException:
+        return "right_invalid"
+    try:
+        return "equal" if typed_key(a) == typed_key(b) else "unequal"
+    except (TypeError, RecursionError, MemoryError):
+        return "unequal"
+
+
+def op_judge(req) -> dict:
+    return {"ok": True, "verdicts": [_judge_pair(a, b) for a, b in req["pairs"]]}
+
+
+OPS = {"call": op_call, "script": op_script, "judge": op_judge}
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
+def handle(request: str) -> str:
+    try:
+        req = _loads(request)
+        op = OPS[req["op"]]
+    except Exception as exc:
+        return _dumps({"ok": False, "error": {"kind": "invalid_request", "message": _describe(exc)}})
+    if op is not op_judge:
+        random.seed()  # from the host's per-run WASI seed, not the build-time state
+    try:
+        response = op(req)
+    except GuestError as exc:
+        response = {"ok": False, "error": {"kind": exc.kind, "message": exc.message}}
+    except MemoryError as exc:
+        response = {"ok": False, "error": {"kind": "memory", "message": _describe(exc)}}
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt are program outcomes too
+        response = {"ok": False, "error": {"kind": "runtime", "message": _describe(exc)}}
+    _flush_stdio()
+    try:
+        return _dumps(response)
+    except BaseException as exc:
+        return _dumps({"ok": False, "error": {"kind": "runtime", "message": f"response: {_describe(exc)}"}})
+
+
+class WitWorld(wit_world.WitWorld):
+    def execute(self, request: str) -> str:
+        if request == "__azr_probe__":
+            return _dumps({"unavailable": UNAVAILABLE, "version": sys.version, "hash_probe": hash("azr")})
+        return handle(request)

@@ -1,0 +1,239 @@
+//! The Wasmtime engine, the compiled guest (cached on disk), and one execution
+//! in a fresh instance.
+
+use crate::config::SandboxConfig;
+use crate::error::Error;
+use crate::host::{self, HostState, RunEnv};
+use crate::outcome::{ErrorKind, ExecError};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+/// The two guest snapshots, built by build.rs with different hash secrets.
+pub(crate) const GUEST_WASM: [&[u8]; 2] = [
+    include_bytes!(concat!(env!("OUT_DIR"), "/guest-0.wasm")),
+    include_bytes!(concat!(env!("OUT_DIR"), "/guest-1.wasm")),
+];
+
+/// How often the epoch advances; the wall-clock backstop's resolution.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Instances the pooling allocator keeps slots for. Each slot is address space
+/// only until used; more concurrent executions than this fall back to an error,
+/// so it is sized well above any sane worker count.
+const POOL_INSTANCES: u32 = 256;
+
+/// What the engine looks like; part of the artifact cache key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct EngineFlags {
+    pub pooling: bool,
+    pub memory_bytes: usize,
+}
+
+pub(crate) fn engine(flags: EngineFlags) -> Result<Engine, Error> {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(1 << 20)
+        .memory_init_cow(true)
+        .memory_guaranteed_dense_image_size(64 << 20)
+        .parallel_compilation(true);
+    if flags.pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 16)
+            .total_memories(POOL_INSTANCES * 4)
+            .total_tables(POOL_INSTANCES * 16)
+            .total_stacks(POOL_INSTANCES)
+            .max_memories_per_component(8)
+            .max_tables_per_component(16)
+            .max_core_instances_per_component(64)
+            .max_memory_size(flags.memory_bytes)
+            .table_elements(64 << 10)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            // Reset a reused slot by copying back only its dirty pages (found
+            // with Linux's PAGEMAP_SCAN, where the kernel has it) instead of
+            // unmapping them: the next instance then takes no copy-on-write
+            // faults on the interpreter's heap. This is most of the speed of a
+            // fresh instance.
+            .pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(flags.memory_bytes)
+            .table_keep_resident(1 << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))
+}
+
+/// The user cache folder: `$AZR_CACHE_DIR`, `$XDG_CACHE_HOME/azr`, or `~/.cache/azr`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("AZR_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("azr")
+}
+
+fn artifact_path(engine: &Engine, wasm: &[u8], flags: EngineFlags) -> PathBuf {
+    let wasm_hash = Sha256::digest(wasm);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    flags.hash(&mut hasher);
+    let name = format!(
+        "guest-{}-{}-{:016x}.cwasm",
+        &hex(&wasm_hash)[..24],
+        env!("CARGO_PKG_VERSION"),
+        hasher.finish()
+    );
+    cache_dir().join(name)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Compile the component once and reuse the serialized artifact afterwards.
+/// A cache that cannot be read or written only costs a compile.
+pub(crate) fn load_component(engine: &Engine, wasm: &[u8], flags: EngineFlags) -> Result<Component, Error> {
+    let path = artifact_path(engine, wasm, flags);
+    if path.is_file() {
+        // SAFETY: the artifact is one we wrote into a folder only this user can
+        // write to, under a name that pins the wasm hash and engine settings;
+        // wasmtime also checks its header against this engine.
+        if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
+            return Ok(component);
+        }
+    }
+    let component = Component::new(engine, wasm).map_err(|e| Error::Engine(format!("compiling the guest: {e}")))?;
+    if let Ok(bytes) = component.serialize() {
+        let _ = write_atomically(&path, &bytes);
+    }
+    Ok(component)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("cache file has a folder");
+    private_dir(dir)?;
+    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A compiled, linked guest ready to instantiate many times over.
+pub(crate) struct Guest {
+    pre: InstancePre<HostState>,
+    execute: ComponentExportIndex,
+}
+
+impl Guest {
+    pub fn new(engine: &Engine, wasm: &[u8], flags: EngineFlags) -> Result<Self, Error> {
+        let component = load_component(engine, wasm, flags)?;
+        let linker = host::linker(engine).map_err(|e| Error::Engine(e.to_string()))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| Error::Engine(format!("linking the guest: {e}")))?;
+        let (_, execute) = component
+            .get_export(None, "execute")
+            .ok_or_else(|| Error::Engine("the guest does not export `execute`".into()))?;
+        Ok(Self { pre, execute })
+    }
+
+    /// Run one JSON request in a fresh instance. Returns the guest's JSON
+    /// response or the error that stopped it, plus the captured output.
+    pub fn execute(&self, config: &SandboxConfig, env: RunEnv, request: &str) -> (Result<String, ExecError>, String) {
+        let state = HostState::new(env, config.memory_bytes, config.max_captured_bytes);
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(config.fuel()).expect("fuel is enabled");
+        let ticks = config.wall_deadline().as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.get_typed_func::<(&str,), (String,)>(&mut store, &self.execute))
+            .and_then(|func| func.call(&mut store, (request,)));
+        let captured = store.data().capture.text();
+        let result = match result {
+            Ok((response,)) => Ok(response),
+            Err(err) => Err(classify_trap(&err, store.data().limiter.memory_refused, config)),
+        };
+        (result, captured)
+    }
+}
+
+fn classify_trap(err: &wasmtime::Error, memory_refused: bool, config: &SandboxConfig) -> ExecError {
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return ExecError::new(ErrorKind::Runtime, format!("SystemExit: the program exited with status {}", exit.0));
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => ExecError::new(
+            ErrorKind::Timeout,
+            format!("the program used its whole CPU budget ({:.3} s of guest time)", config.timeout.as_secs_f64()),
+        ),
+        Some(Trap::Interrupt) => ExecError::new(
+            ErrorKind::Timeout,
+            format!("the program ran past the wall-clock limit ({:.3} s)", config.wall_deadline().as_secs_f64()),
+        ),
+        _ if memory_refused => ExecError::new(
+            ErrorKind::Memory,
+            format!("the program ran out of memory (limit {} MiB)", config.memory_bytes >> 20),
+        ),
+        Some(Trap::StackOverflow) => {
+            ExecError::new(ErrorKind::Runtime, "RecursionError: the WebAssembly call stack was exhausted")
+        }
+        Some(trap) => ExecError::new(ErrorKind::Runtime, format!("the interpreter trapped: {trap}")),
+        None => ExecError::new(ErrorKind::Runtime, format!("the sandbox stopped the program: {err:#}")),
+    }
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` while the engine lives.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("azr-epoch".into())
+            .spawn(move || {
+                // Acquire pairs with the Release in Drop: once the sandbox is
+                // dropped the thread sees the flag and exits.
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawn the epoch thread");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,390 @@
+//! The public API: run programs, validate proposals and check answers, one at a
+//! time or in parallel batches.
+
+use crate::config::SandboxConfig;
+use crate::engine::{self, EngineFlags, EpochTicker, Guest, GUEST_WASM};
+use crate::error::Error;
+use crate::host::{RunEnv, RUN_ENVS};
+use crate::outcome::{ErrorKind, ExecError, Outcome, Verdict};
+use rayon::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wasmtime::Engine;
+
+/// One execution request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// Evaluate `f(<input>)` after running `program`; `input` is an argument
+    /// list whose arguments may be any expressions.
+    Run { program: String, input: String },
+    /// Run `code` as a script (`__name__ == "__main__"`); no output value.
+    Script { code: String },
+    /// Every proposal check of SPEC §3 on `(program, input)`: it parses, uses
+    /// no banned module, takes literal arguments, runs within limits, gives the
+    /// same output in two separate instances with different seeds, clocks and
+    /// hash secrets, and its output is a plain value whose repr round-trips
+    /// through `ast.literal_eval`, at most `max_output_chars` long.
+    Validate { program: String, input: String },
+}
+
+/// One answer to check against a validated task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// The answer is a literal whose value must equal the gold output, types included.
+    Deduction { gold_output: String, answer: String },
+    /// The answer is a literal argument list; `f(answer)` must equal the gold output.
+    Abduction { program: String, gold_output: String, answer: String },
+    /// The answer is a program whose `f` must reproduce every hidden pair.
+    Induction { program: String, inputs: Vec<String>, outputs: Vec<String> },
+}
+
+/// How two literal texts compare (strict types, order-free dicts and sets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Judgement {
+    Equal,
+    Unequal,
+    /// The first text is not a Python literal.
+    LeftInvalid,
+    /// The second text is not a Python literal.
+    RightInvalid,
+}
+
+#[derive(Deserialize)]
+struct GuestResponse {
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default)]
+    error: Option<GuestError>,
+    #[serde(default)]
+    verdicts: Option<Vec<Judgement>>,
+}
+
+#[derive(Deserialize)]
+struct GuestError {
+    kind: String,
+    message: String,
+}
+
+/// Threads that die with a `fork`: rebuilt lazily in a child process.
+struct Runtime {
+    pid: u32,
+    pool: Arc<rayon::ThreadPool>,
+    _ticker: EpochTicker,
+}
+
+struct Inner {
+    config: SandboxConfig,
+    engine: Engine,
+    guests: [Guest; 2],
+    runtime: Mutex<Option<Arc<Runtime>>>,
+}
+
+/// A pool of fresh CPython-in-WebAssembly instances. Cheap to clone; every
+/// method can be called from many threads at once.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+impl Sandbox {
+    /// Compile (or load from the cache) both guest snapshots and start the pool.
+    pub fn new(config: SandboxConfig) -> Result<Self, Error> {
+        Self::build(config, true)
+    }
+
+    /// Like [`Sandbox::new`] but without the pooling allocator: every instance
+    /// maps its memory from scratch. The baseline for benchmarks.
+    pub fn without_pooling(config: SandboxConfig) -> Result<Self, Error> {
+        Self::build(config, false)
+    }
+
+    fn build(config: SandboxConfig, pooling: bool) -> Result<Self, Error> {
+        if config.timeout.is_zero() {
+            return Err(Error::Config("timeout must be positive".into()));
+        }
+        if config.memory_bytes < 32 << 20 {
+            return Err(Error::Config("memory_bytes must be at least 32 MiB (the interpreter needs about 20)".into()));
+        }
+        let flags = EngineFlags { pooling, memory_bytes: config.memory_bytes };
+        let engine = engine::engine(flags)?;
+        let guests = [Guest::new(&engine, GUEST_WASM[0], flags)?, Guest::new(&engine, GUEST_WASM[1], flags)?];
+        let inner = Inner { config, engine, guests, runtime: Mutex::new(None) };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    fn runtime(&self) -> Arc<Runtime> {
+        let pid = std::process::id();
+        let mut slot = self.inner.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(rt) if rt.pid == pid => rt.clone(),
+            _ => {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(self.inner.config.worker_count())
+                    .thread_name(|i| format!("azr-sandbox-{i}"))
+                    .build()
+                    .expect("start the sandbox worker threads");
+                let rt = Arc::new(Runtime { pid, pool: Arc::new(pool), _ticker: EpochTicker::start(&self.inner.engine) });
+                *slot = Some(rt.clone());
+                rt
+            }
+        }
+    }
+
+    /// Evaluate `f(<input>)` after running `program`.
+    pub fn run(&self, program: &str, input: &str) -> Outcome {
+        self.execute(&Job::Run { program: program.into(), input: input.into() })
+    }
+
+    /// Run `code` as a script.
+    pub fn run_script(&self, code: &str) -> Outcome {
+        self.execute(&Job::Script { code: code.into() })
+    }
+
+    /// Apply every proposal check (see [`Job::Validate`]).
+    pub fn validate(&self, program: &str, input: &str) -> Outcome {
+        self.execute(&Job::Validate { program: program.into(), input: input.into() })
+    }
+
+    /// Check a deduction answer against the gold output.
+    pub fn check_deduction(&self, gold_output: &str, answer: &str) -> Verdict {
+        self.check(&Check::Deduction { gold_output: gold_output.into(), answer: answer.into() })
+    }
+
+    /// Check an abduction answer (an argument list) against the program and gold output.
+    pub fn check_abduction(&self, program: &str, gold_output: &str, answer: &str) -> Verdict {
+        self.check(&Check::Abduction { program: program.into(), gold_output: gold_output.into(), answer: answer.into() })
+    }
+
+    /// Check an induction answer (a program) against the hidden pairs.
+    pub fn check_induction(&self, program: &str, inputs: &[String], outputs: &[String]) -> Verdict {
+        self.check(&Check::Induction { program: program.into(), inputs: inputs.to_vec(), outputs: outputs.to_vec() })
+    }
+
+    /// Run jobs in parallel on the worker pool; results come back in order.
+    pub fn execute_batch(&self, jobs: &[Job]) -> Vec<Outcome> {
+        self.runtime().pool.install(|| jobs.par_iter().map(|job| self.execute(job)).collect())
+    }
+
+    /// Check answers in parallel on the worker pool; verdicts come back in order.
+    pub fn check_batch(&self, checks: &[Check]) -> Vec<Verdict> {
+        self.runtime().pool.install(|| checks.par_iter().map(|check| self.check(check)).collect())
+    }
+
+    /// Run one job on the calling thread.
+    pub fn execute(&self, job: &Job) -> Outcome {
+        let start = Instant::now();
+        let sizes: &[&str] = match job {
+            Job::Run { program, input } | Job::Validate { program, input } => &[program, input],
+            Job::Script { code } => &[code],
+        };
+        if let Some(err) = self.oversized(sizes) {
+            return Outcome::failed(err, start.elapsed());
+        }
+        let mut outcome = match job {
+            Job::Run { program, input } => self.call(0, program, input, false),
+            Job::Script { code } => {
+                self.exec(0, &json!({"op": "script", "code": code}).to_string(), |_| Ok(None))
+            }
+            Job::Validate { program, input } => self.validate_job(program, input),
+        };
+        outcome.elapsed = start.elapsed();
+        outcome
+    }
+
+    /// Run `f(input)` in a fresh instance of snapshot `snapshot`.
+    /// `proposal` turns on the proposal rules: banned modules, literal
+    /// arguments and a plain output.
+    fn call(&self, snapshot: usize, program: &str, input: &str, proposal: bool) -> Outcome {
+        let cfg = &self.inner.config;
+        let banned: &[String] = if proposal { &cfg.banned_modules } else { &[] };
+        let request = json!({
+            "op": "call",
+            "program": program,
+            "input": input,
+            "literal_args": proposal,
+            "plain_output": proposal,
+            "banned": banned,
+            "max_output_chars": cfg.max_output_chars,
+        });
+        self.exec(snapshot, &request.to_string(), |resp| Ok(resp.output))
+    }
+
+    fn validate_job(&self, program: &str, input: &str) -> Outcome {
+        let first = self.call(0, program, input, true);
+        let Some(output) = first.output.as_deref() else {
+            return first;
+        };
+        let second = self.call(1, program, input, true);
+        let error = match (&second.error, &second.output) {
+            (Some(e), _) => Some(ExecError::new(
+                ErrorKind::Nondeterministic,
+                format!("the first run succeeded but the second failed: {}: {}", e.kind, e.message),
+            )),
+            (None, Some(again)) => match self.judge(&[(output.to_string(), again.clone())]) {
+                Ok(v) if v[0] == Judgement::Equal => None,
+                Ok(v) if v[0] == Judgement::LeftInvalid => Some(ExecError::new(
+                    ErrorKind::UnrepresentableOutput,
+                    "the output repr does not parse with ast.literal_eval",
+                )),
+                Ok(_) => Some(ExecError::new(
+                    ErrorKind::Nondeterministic,
+                    format!("two runs gave different outputs: {} vs {}", clip(output), clip(again)),
+                )),
+                Err(e) => Some(e),
+            },
+            (None, None) => Some(ExecError::new(ErrorKind::Runtime, "the second run returned no output")),
+        };
+        Outcome { error, ..first }
+    }
+
+    /// Check one answer on the calling thread.
+    pub fn check(&self, check: &Check) -> Verdict {
+        let start = Instant::now();
+        let mut verdict = self.check_inner(check);
+        verdict.elapsed = start.elapsed();
+        verdict
+    }
+
+    fn check_inner(&self, check: &Check) -> Verdict {
+        let wrong = |error: Option<ExecError>, output: Option<String>| Verdict {
+            correct: false,
+            error,
+            output,
+            elapsed: Default::default(),
+        };
+        let sizes: Vec<&str> = match check {
+            Check::Deduction { gold_output, answer } => vec![gold_output, answer],
+            Check::Abduction { program, gold_output, answer } => vec![program, gold_output, answer],
+            Check::Induction { program, inputs, outputs } => {
+                if inputs.len() != outputs.len() || inputs.is_empty() {
+                    return wrong(
+                        Some(ExecError::new(
+                            ErrorKind::InvalidRequest,
+                            format!("induction needs as many outputs as inputs, at least one (got {} and {})", inputs.len(), outputs.len()),
+                        )),
+                        None,
+                    );
+                }
+                std::iter::once(program.as_str()).chain(inputs.iter().map(String::as_str)).chain(outputs.iter().map(String::as_str)).collect()
+            }
+        };
+        if let Some(err) = self.oversized(&sizes) {
+            return wrong(Some(err), None);
+        }
+        let (produced, golds): (Vec<String>, Vec<&String>) = match check {
+            Check::Deduction { gold_output, answer } => (vec![answer.trim().to_string()], vec![gold_output]),
+            Check::Abduction { program, gold_output, answer } => {
+                let run = self.call(0, program, answer, true);
+                match run.output {
+                    Some(out) if run.error.is_none() => (vec![out], vec![gold_output]),
+                    _ => return wrong(run.error, None),
+                }
+            }
+            Check::Induction { program, inputs, outputs } => {
+                let mut produced = Vec::with_capacity(inputs.len());
+                for input in inputs {
+                    let run = self.call(0, program, input, true);
+                    match run.output {
+                        Some(out) if run.error.is_none() => produced.push(out),
+                        _ => return wrong(run.error, None),
+                    }
+                }
+                (produced, outputs.iter().collect())
+            }
+        };
+        let pairs: Vec<(String, String)> = produced.iter().cloned().zip(golds.iter().map(|g| g.to_string())).collect();
+        let output = Some(produced.join("\n"));
+        match self.judge(&pairs) {
+            Err(e) => wrong(Some(e), output),
+            Ok(verdicts) => {
+                if let Some(i) = verdicts.iter().position(|v| *v == Judgement::RightInvalid) {
+                    return wrong(
+                        Some(ExecError::new(ErrorKind::InvalidRequest, format!("gold output {} is not a Python literal: {}", i, clip(&pairs[i].1)))),
+                        output,
+                    );
+                }
+                if verdicts.contains(&Judgement::LeftInvalid) {
+                    let err = ExecError::new(ErrorKind::Syntax, "the answer is not a Python literal");
+                    return wrong(Some(err), output);
+                }
+                let correct = verdicts.iter().all(|v| *v == Judgement::Equal);
+                Verdict { correct, error: None, output, elapsed: Default::default() }
+            }
+        }
+    }
+
+    /// Compare pairs of literal texts by value with strict types, in a fresh
+    /// instance that runs no model code, so the verdicts cannot be forged.
+    pub fn judge(&self, pairs: &[(String, String)]) -> Result<Vec<Judgement>, ExecError> {
+        let request = json!({"op": "judge", "pairs": pairs}).to_string();
+        let mut verdicts = None;
+        let outcome = self.exec(0, &request, |resp| {
+            verdicts = resp.verdicts;
+            Ok(None)
+        });
+        if let Some(err) = outcome.error {
+            return Err(err);
+        }
+        match verdicts {
+            Some(v) if v.len() == pairs.len() => Ok(v),
+            _ => Err(ExecError::new(ErrorKind::Runtime, "the judge returned a malformed response")),
+        }
+    }
+
+    /// One request in a fresh instance; `take` extracts the output from a
+    /// successful response.
+    fn exec(
+        &self,
+        snapshot: usize,
+        request: &str,
+        take: impl FnOnce(GuestResponse) -> Result<Option<String>, ExecError>,
+    ) -> Outcome {
+        let start = Instant::now();
+        let _rt = self.runtime();
+        let env: RunEnv = RUN_ENVS[snapshot];
+        let (result, stdout) = self.inner.guests[snapshot].execute(&self.inner.config, env, request);
+        let (output, error) = match result.and_then(|text| parse_response(&text)) {
+            Ok(resp) => match resp.error {
+                Some(e) => (None, Some(ExecError::new(kind_of(&e.kind), e.message))),
+                None => match take(resp) {
+                    Ok(output) => (output, None),
+                    Err(e) => (None, Some(e)),
+                },
+            },
+            Err(e) => (None, Some(e)),
+        };
+        Outcome { output, error, stdout, elapsed: start.elapsed() }
+    }
+
+    fn oversized(&self, texts: &[&str]) -> Option<ExecError> {
+        let limit = self.inner.config.max_source_bytes;
+        texts.iter().find(|t| t.len() > limit).map(|t| {
+            ExecError::new(ErrorKind::InvalidRequest, format!("a text of {} bytes exceeds the limit of {limit}", t.len()))
+        })
+    }
+}
+
+fn parse_response(text: &str) -> Result<GuestResponse, ExecError> {
+    serde_json::from_str(text)
+        .map_err(|e| ExecError::new(ErrorKind::Runtime, format!("the program corrupted the sandbox's response: {e}")))
+}
+
+fn kind_of(name: &str) -> ErrorKind {
+    ErrorKind::ALL.into_iter().find(|k| k.as_str() == name).unwrap_or(ErrorKind::Runtime)
+}
+
+fn clip(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        text.chars().take(MAX).collect::<String>() + "…"
+    }
+}
