@@ -45,14 +45,20 @@ fn build_snapshot(guest: &Path, out: &Path, hash_seed: &str) {
         .unwrap_or_else(|e| {
             panic!("azr-sandbox: cannot run componentize-py ({e}); install it with `pip install componentize-py==0.25.1`")
         });
-    assert!(status.success(), "azr-sandbox: componentize-py failed to build the guest ({status})");
+    assert!(
+        status.success(),
+        "azr-sandbox: componentize-py failed to build the guest ({status})"
+    );
 }
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let guest = manifest.join("guest");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    println!("cargo:rerun-if-changed={}", guest.join("azr_guest.py").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        guest.join("azr_guest.py").display()
+    );
     println!("cargo:rerun-if-changed={}", guest.join("wit").display());
     println!("cargo:rerun-if-env-changed=AZR_COMPONENTIZE_PY");
     for (i, seed) in HASH_SEEDS.iter().enumerate() {
@@ -61,7 +67,8 @@ fn main() {
         let out = out_dir.join(format!("guest-{i}.wasm"));
         match env::var(&var) {
             Ok(prebuilt) => {
-                std::fs::copy(&prebuilt, &out).unwrap_or_else(|e| panic!("azr-sandbox: {var}={prebuilt}: {e}"));
+                std::fs::copy(&prebuilt, &out)
+                    .unwrap_or_else(|e| panic!("azr-sandbox: {var}={prebuilt}: {e}"));
             }
             Err(_) => build_snapshot(&guest, &out, seed),
         }

@@ -16,13 +16,24 @@ const WORKLOADS: &[(&str, &str)] = &[
 fn main() -> Result<(), azr_sandbox::Error> {
     // A budget of 1 s of fuel: the wall time it takes to run out is 1 s of
     // this machine's guest time at the configured rate.
-    let config = SandboxConfig { timeout: Duration::from_secs(1), wall_timeout: Some(Duration::from_secs(60)), ..Default::default() };
+    let config = SandboxConfig {
+        timeout: Duration::from_secs(1),
+        wall_timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
     let sandbox = Sandbox::new(config)?;
     for (name, program) in WORKLOADS {
         let outcome = sandbox.run(program, "10**12");
-        assert_eq!(outcome.error.as_ref().map(|e| e.kind), Some(ErrorKind::Timeout));
+        assert_eq!(
+            outcome.error.as_ref().map(|e| e.kind),
+            Some(ErrorKind::Timeout)
+        );
         let rate = azr_sandbox::FUEL_PER_SECOND as f64 / outcome.elapsed.as_secs_f64();
-        println!("{name:>8}: {:.2e} fuel/s on this machine (configured {:.2e})", rate, azr_sandbox::FUEL_PER_SECOND as f64);
+        println!(
+            "{name:>8}: {:.2e} fuel/s on this machine (configured {:.2e})",
+            rate,
+            azr_sandbox::FUEL_PER_SECOND as f64
+        );
     }
     Ok(())
 }

@@ -31,17 +31,23 @@ import sys
 import wit_world
 
 PREIMPORTED = (
-    "abc", "array", "base64", "binascii", "bisect", "builtins", "calendar",
-    "cmath", "codecs", "collections", "collections.abc", "contextlib", "copy",
-    "csv", "dataclasses", "datetime", "decimal", "difflib", "enum", "errno",
-    "fractions", "functools", "gc", "hashlib", "heapq", "hmac", "html", "io",
-    "itertools", "json", "keyword", "locale", "logging", "math", "numbers",
-    "operator", "os", "os.path", "pprint", "random", "re", "reprlib",
-    "secrets", "statistics", "string", "struct", "textwrap", "threading",
-    "time", "types", "typing", "unicodedata", "uuid", "weakref", "zlib",
-    "graphlib", "queue", "shlex", "subprocess", "multiprocessing", "sched",
-    "traceback", "warnings", "inspect", "ast", "tokenize", "zoneinfo",
-    "colorsys", "dis", "linecache", "platform", "selectors", "socket",
+    # data, text and numbers
+    "abc", "array", "ast", "base64", "binascii", "bisect", "builtins", "cmath",
+    "codecs", "collections", "collections.abc", "colorsys", "contextlib", "copy",
+    "copyreg", "csv", "dataclasses", "decimal", "difflib", "enum", "errno",
+    "fractions", "functools", "graphlib", "heapq", "html", "html.parser", "io",
+    "ipaddress", "itertools", "json", "keyword", "math", "numbers", "operator",
+    "pickle", "pprint", "re", "reprlib", "shlex", "stat", "statistics", "string",
+    "struct", "textwrap", "token", "tokenize", "types", "typing", "unicodedata",
+    "urllib.parse", "uuid", "weakref", "xml.etree.ElementTree", "zlib",
+    # the interpreter and its tools
+    "dis", "gc", "inspect", "linecache", "opcode", "traceback", "warnings",
+    "argparse", "getopt", "gettext", "locale", "platform", "timeit",
+    # files, processes, time and chance: importable, inert or refused in the sandbox
+    "calendar", "datetime", "fnmatch", "glob", "hashlib", "hmac", "logging",
+    "multiprocessing", "os", "os.path", "pathlib", "queue", "random", "sched",
+    "secrets", "selectors", "shutil", "socket", "subprocess", "tempfile",
+    "threading", "time", "zoneinfo",
 )
 
 UNAVAILABLE = []

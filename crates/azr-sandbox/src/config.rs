@@ -77,7 +77,8 @@ impl SandboxConfig {
     }
 
     pub(crate) fn wall_deadline(&self) -> Duration {
-        self.wall_timeout.unwrap_or(self.timeout * 2 + Duration::from_secs(1))
+        self.wall_timeout
+            .unwrap_or(self.timeout * 2 + Duration::from_secs(1))
     }
 
     pub(crate) fn worker_count(&self) -> usize {

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+};
 
 /// The two guest snapshots, built by build.rs with different hash secrets.
 pub(crate) const GUEST_WASM: [&[u8]; 2] = [
@@ -114,7 +116,11 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Compile the component once and reuse the serialized artifact afterwards.
 /// A cache that cannot be read or written only costs a compile.
-pub(crate) fn load_component(engine: &Engine, wasm: &[u8], flags: EngineFlags) -> Result<Component, Error> {
+pub(crate) fn load_component(
+    engine: &Engine,
+    wasm: &[u8],
+    flags: EngineFlags,
+) -> Result<Component, Error> {
     let path = artifact_path(engine, wasm, flags);
     if path.is_file() {
         // SAFETY: the artifact is one we wrote into a folder only this user can
@@ -124,7 +130,8 @@ pub(crate) fn load_component(engine: &Engine, wasm: &[u8], flags: EngineFlags) -
             return Ok(component);
         }
     }
-    let component = Component::new(engine, wasm).map_err(|e| Error::Engine(format!("compiling the guest: {e}")))?;
+    let component = Component::new(engine, wasm)
+        .map_err(|e| Error::Engine(format!("compiling the guest: {e}")))?;
     if let Ok(bytes) = component.serialize() {
         let _ = write_atomically(&path, &bytes);
     }
@@ -134,7 +141,11 @@ pub(crate) fn load_component(engine: &Engine, wasm: &[u8], flags: EngineFlags) -
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("cache file has a folder");
     private_dir(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
@@ -149,7 +160,9 @@ impl Guest {
     pub fn new(engine: &Engine, wasm: &[u8], flags: EngineFlags) -> Result<Self, Error> {
         let component = load_component(engine, wasm, flags)?;
         let linker = host::linker(engine).map_err(|e| Error::Engine(e.to_string()))?;
-        let pre = linker.instantiate_pre(&component).map_err(|e| Error::Engine(format!("linking the guest: {e}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::Engine(format!("linking the guest: {e}")))?;
         let (_, execute) = component
             .get_export(None, "execute")
             .ok_or_else(|| Error::Engine("the guest does not export `execute`".into()))?;
@@ -158,22 +171,37 @@ impl Guest {
 
     /// Run one JSON request in a fresh instance. Returns the guest's JSON
     /// response or the error that stopped it, plus the captured output.
-    pub fn execute(&self, config: &SandboxConfig, env: RunEnv, request: &str) -> (Result<String, ExecError>, String) {
+    pub fn execute(
+        &self,
+        config: &SandboxConfig,
+        env: RunEnv,
+        request: &str,
+    ) -> (Result<String, ExecError>, String) {
         let state = HostState::new(env, config.memory_bytes, config.max_captured_bytes);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_fuel(config.fuel()).expect("fuel is enabled");
-        let ticks = config.wall_deadline().as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) as u64;
+        let ticks = config
+            .wall_deadline()
+            .as_nanos()
+            .div_ceil(EPOCH_TICK.as_nanos())
+            .max(1) as u64;
         store.set_epoch_deadline(ticks);
         let result = self
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| instance.get_typed_func::<(&str,), (String,)>(&mut store, &self.execute))
+            .and_then(|instance| {
+                instance.get_typed_func::<(&str,), (String,)>(&mut store, &self.execute)
+            })
             .and_then(|func| func.call(&mut store, (request,)));
         let captured = store.data().capture.text();
         let result = match result {
             Ok((response,)) => Ok(response),
-            Err(err) => Err(classify_trap(&err, store.data().limiter.memory_refused, config)),
+            Err(err) => Err(classify_trap(
+                &err,
+                store.data().limiter.memory_refused,
+                config,
+            )),
         };
         (result, captured)
     }
@@ -181,26 +209,45 @@ impl Guest {
 
 fn classify_trap(err: &wasmtime::Error, memory_refused: bool, config: &SandboxConfig) -> ExecError {
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return ExecError::new(ErrorKind::Runtime, format!("SystemExit: the program exited with status {}", exit.0));
+        return ExecError::new(
+            ErrorKind::Runtime,
+            format!("SystemExit: the program exited with status {}", exit.0),
+        );
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => ExecError::new(
             ErrorKind::Timeout,
-            format!("the program used its whole CPU budget ({:.3} s of guest time)", config.timeout.as_secs_f64()),
+            format!(
+                "the program used its whole CPU budget ({:.3} s of guest time)",
+                config.timeout.as_secs_f64()
+            ),
         ),
         Some(Trap::Interrupt) => ExecError::new(
             ErrorKind::Timeout,
-            format!("the program ran past the wall-clock limit ({:.3} s)", config.wall_deadline().as_secs_f64()),
+            format!(
+                "the program ran past the wall-clock limit ({:.3} s)",
+                config.wall_deadline().as_secs_f64()
+            ),
         ),
         _ if memory_refused => ExecError::new(
             ErrorKind::Memory,
-            format!("the program ran out of memory (limit {} MiB)", config.memory_bytes >> 20),
+            format!(
+                "the program ran out of memory (limit {} MiB)",
+                config.memory_bytes >> 20
+            ),
         ),
-        Some(Trap::StackOverflow) => {
-            ExecError::new(ErrorKind::Runtime, "RecursionError: the WebAssembly call stack was exhausted")
-        }
-        Some(trap) => ExecError::new(ErrorKind::Runtime, format!("the interpreter trapped: {trap}")),
-        None => ExecError::new(ErrorKind::Runtime, format!("the sandbox stopped the program: {err:#}")),
+        Some(Trap::StackOverflow) => ExecError::new(
+            ErrorKind::Runtime,
+            "RecursionError: the WebAssembly call stack was exhausted",
+        ),
+        Some(trap) => ExecError::new(
+            ErrorKind::Runtime,
+            format!("the interpreter trapped: {trap}"),
+        ),
+        None => ExecError::new(
+            ErrorKind::Runtime,
+            format!("the sandbox stopped the program: {err:#}"),
+        ),
     }
 }
 

@@ -30,8 +30,16 @@ pub(crate) struct RunEnv {
 
 pub(crate) const RUN_ENVS: [RunEnv; 2] = [
     // 2001-09-09 and 2033-05-18: far apart, so clock-dependent output differs.
-    RunEnv { seed: 0x5EED_0001_A2A2_0001, wall_origin_s: 1_000_000_000, monotonic_origin_ns: 7_000_000_000 },
-    RunEnv { seed: 0x5EED_0002_B3B3_0002, wall_origin_s: 2_000_000_000, monotonic_origin_ns: 900_000_000_000 },
+    RunEnv {
+        seed: 0x5EED_0001_A2A2_0001,
+        wall_origin_s: 1_000_000_000,
+        monotonic_origin_ns: 7_000_000_000,
+    },
+    RunEnv {
+        seed: 0x5EED_0002_B3B3_0002,
+        wall_origin_s: 2_000_000_000,
+        monotonic_origin_ns: 900_000_000_000,
+    },
 ];
 
 /// Virtual time: it advances 1 µs per clock read and by the full duration of
@@ -82,7 +90,11 @@ struct CaptureBuf {
 
 impl Capture {
     fn new(limit: usize) -> Self {
-        Self(Arc::new(Mutex::new(CaptureBuf { bytes: Vec::new(), limit, dropped: 0 })))
+        Self(Arc::new(Mutex::new(CaptureBuf {
+            bytes: Vec::new(),
+            limit,
+            dropped: 0,
+        })))
     }
 
     fn push(&self, data: &[u8]) {
@@ -98,7 +110,10 @@ impl Capture {
         let buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut text = String::from_utf8_lossy(&buf.bytes).into_owned();
         if buf.dropped > 0 {
-            text.push_str(&format!("\n[azr: {} more bytes of output dropped]", buf.dropped));
+            text.push_str(&format!(
+                "\n[azr: {} more bytes of output dropped]",
+                buf.dropped
+            ));
         }
         text
     }
@@ -142,7 +157,11 @@ impl StdoutStream for Capture {
 }
 
 impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -164,13 +183,23 @@ pub(crate) struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
         let allowed = desired <= self.memory_bytes;
         self.memory_refused |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
         Ok(desired <= 1 << 20)
     }
 }
@@ -195,7 +224,10 @@ impl HostState {
             .secure_random(rand::rngs::StdRng::seed_from_u64(env.seed))
             .insecure_random(rand::rngs::StdRng::seed_from_u64(env.seed.rotate_left(17)))
             .insecure_random_seed(u128::from(env.seed) << 64 | u128::from(env.seed))
-            .wall_clock(WallClock { time: time.clone(), origin: Duration::from_secs(env.wall_origin_s) })
+            .wall_clock(WallClock {
+                time: time.clone(),
+                origin: Duration::from_secs(env.wall_origin_s),
+            })
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -205,7 +237,10 @@ impl HostState {
             table: ResourceTable::new(),
             time,
             monotonic_origin_ns: env.monotonic_origin_ns,
-            limiter: Limiter { memory_bytes, memory_refused: false },
+            limiter: Limiter {
+                memory_bytes,
+                memory_refused: false,
+            },
             capture,
         }
     }
@@ -213,7 +248,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -251,12 +289,18 @@ impl monotonic_clock::Host for &mut HostState {
         Ok(TICK_NS)
     }
 
-    fn subscribe_instant(&mut self, when: monotonic_clock::Instant) -> Result<Resource<DynPollable>> {
+    fn subscribe_instant(
+        &mut self,
+        when: monotonic_clock::Instant,
+    ) -> Result<Resource<DynPollable>> {
         let now = self.monotonic_origin_ns + self.time.read();
         self.sleep(when.saturating_sub(now))
     }
 
-    fn subscribe_duration(&mut self, duration: monotonic_clock::Duration) -> Result<Resource<DynPollable>> {
+    fn subscribe_duration(
+        &mut self,
+        duration: monotonic_clock::Duration,
+    ) -> Result<Resource<DynPollable>> {
         self.sleep(duration)
     }
 }

@@ -72,7 +72,10 @@ pub struct ExecError {
 
 impl ExecError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -94,7 +97,12 @@ impl Outcome {
     }
 
     pub(crate) fn failed(error: ExecError, elapsed: Duration) -> Self {
-        Self { output: None, error: Some(error), stdout: String::new(), elapsed }
+        Self {
+            output: None,
+            error: Some(error),
+            stdout: String::new(),
+            elapsed,
+        }
     }
 }
 

@@ -35,9 +35,17 @@ pub enum Check {
     /// The answer is a literal whose value must equal the gold output, types included.
     Deduction { gold_output: String, answer: String },
     /// The answer is a literal argument list; `f(answer)` must equal the gold output.
-    Abduction { program: String, gold_output: String, answer: String },
+    Abduction {
+        program: String,
+        gold_output: String,
+        answer: String,
+    },
     /// The answer is a program whose `f` must reproduce every hidden pair.
-    Induction { program: String, inputs: Vec<String>, outputs: Vec<String> },
+    Induction {
+        program: String,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+    },
 }
 
 /// How two literal texts compare (strict types, order-free dicts and sets).
@@ -106,13 +114,28 @@ impl Sandbox {
             return Err(Error::Config("timeout must be positive".into()));
         }
         if config.memory_bytes < 32 << 20 {
-            return Err(Error::Config("memory_bytes must be at least 32 MiB (the interpreter needs about 20)".into()));
+            return Err(Error::Config(
+                "memory_bytes must be at least 32 MiB (the interpreter needs about 20)".into(),
+            ));
         }
-        let flags = EngineFlags { pooling, memory_bytes: config.memory_bytes };
+        let flags = EngineFlags {
+            pooling,
+            memory_bytes: config.memory_bytes,
+        };
         let engine = engine::engine(flags)?;
-        let guests = [Guest::new(&engine, GUEST_WASM[0], flags)?, Guest::new(&engine, GUEST_WASM[1], flags)?];
-        let inner = Inner { config, engine, guests, runtime: Mutex::new(None) };
-        Ok(Self { inner: Arc::new(inner) })
+        let guests = [
+            Guest::new(&engine, GUEST_WASM[0], flags)?,
+            Guest::new(&engine, GUEST_WASM[1], flags)?,
+        ];
+        let inner = Inner {
+            config,
+            engine,
+            guests,
+            runtime: Mutex::new(None),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     pub fn config(&self) -> &SandboxConfig {
@@ -130,7 +153,11 @@ impl Sandbox {
                     .thread_name(|i| format!("azr-sandbox-{i}"))
                     .build()
                     .expect("start the sandbox worker threads");
-                let rt = Arc::new(Runtime { pid, pool: Arc::new(pool), _ticker: EpochTicker::start(&self.inner.engine) });
+                let rt = Arc::new(Runtime {
+                    pid,
+                    pool: Arc::new(pool),
+                    _ticker: EpochTicker::start(&self.inner.engine),
+                });
                 *slot = Some(rt.clone());
                 rt
             }
@@ -139,7 +166,10 @@ impl Sandbox {
 
     /// Evaluate `f(<input>)` after running `program`.
     pub fn run(&self, program: &str, input: &str) -> Outcome {
-        self.execute(&Job::Run { program: program.into(), input: input.into() })
+        self.execute(&Job::Run {
+            program: program.into(),
+            input: input.into(),
+        })
     }
 
     /// Run `code` as a script.
@@ -149,32 +179,50 @@ impl Sandbox {
 
     /// Apply every proposal check (see [`Job::Validate`]).
     pub fn validate(&self, program: &str, input: &str) -> Outcome {
-        self.execute(&Job::Validate { program: program.into(), input: input.into() })
+        self.execute(&Job::Validate {
+            program: program.into(),
+            input: input.into(),
+        })
     }
 
     /// Check a deduction answer against the gold output.
     pub fn check_deduction(&self, gold_output: &str, answer: &str) -> Verdict {
-        self.check(&Check::Deduction { gold_output: gold_output.into(), answer: answer.into() })
+        self.check(&Check::Deduction {
+            gold_output: gold_output.into(),
+            answer: answer.into(),
+        })
     }
 
     /// Check an abduction answer (an argument list) against the program and gold output.
     pub fn check_abduction(&self, program: &str, gold_output: &str, answer: &str) -> Verdict {
-        self.check(&Check::Abduction { program: program.into(), gold_output: gold_output.into(), answer: answer.into() })
+        self.check(&Check::Abduction {
+            program: program.into(),
+            gold_output: gold_output.into(),
+            answer: answer.into(),
+        })
     }
 
     /// Check an induction answer (a program) against the hidden pairs.
     pub fn check_induction(&self, program: &str, inputs: &[String], outputs: &[String]) -> Verdict {
-        self.check(&Check::Induction { program: program.into(), inputs: inputs.to_vec(), outputs: outputs.to_vec() })
+        self.check(&Check::Induction {
+            program: program.into(),
+            inputs: inputs.to_vec(),
+            outputs: outputs.to_vec(),
+        })
     }
 
     /// Run jobs in parallel on the worker pool; results come back in order.
     pub fn execute_batch(&self, jobs: &[Job]) -> Vec<Outcome> {
-        self.runtime().pool.install(|| jobs.par_iter().map(|job| self.execute(job)).collect())
+        self.runtime()
+            .pool
+            .install(|| jobs.par_iter().map(|job| self.execute(job)).collect())
     }
 
     /// Check answers in parallel on the worker pool; verdicts come back in order.
     pub fn check_batch(&self, checks: &[Check]) -> Vec<Verdict> {
-        self.runtime().pool.install(|| checks.par_iter().map(|check| self.check(check)).collect())
+        self.runtime()
+            .pool
+            .install(|| checks.par_iter().map(|check| self.check(check)).collect())
     }
 
     /// Run one job on the calling thread.
@@ -189,9 +237,11 @@ impl Sandbox {
         }
         let mut outcome = match job {
             Job::Run { program, input } => self.call(0, program, input, false),
-            Job::Script { code } => {
-                self.exec(0, &json!({"op": "script", "code": code}).to_string(), |_| Ok(None))
-            }
+            Job::Script { code } => self.exec(
+                0,
+                &json!({"op": "script", "code": code}).to_string(),
+                |_| Ok(None),
+            ),
             Job::Validate { program, input } => self.validate_job(program, input),
         };
         outcome.elapsed = start.elapsed();
@@ -225,7 +275,10 @@ impl Sandbox {
         let error = match (&second.error, &second.output) {
             (Some(e), _) => Some(ExecError::new(
                 ErrorKind::Nondeterministic,
-                format!("the first run succeeded but the second failed: {}: {}", e.kind, e.message),
+                format!(
+                    "the first run succeeded but the second failed: {}: {}",
+                    e.kind, e.message
+                ),
             )),
             (None, Some(again)) => match self.judge(&[(output.to_string(), again.clone())]) {
                 Ok(v) if v[0] == Judgement::Equal => None,
@@ -235,11 +288,18 @@ impl Sandbox {
                 )),
                 Ok(_) => Some(ExecError::new(
                     ErrorKind::Nondeterministic,
-                    format!("two runs gave different outputs: {} vs {}", clip(output), clip(again)),
+                    format!(
+                        "two runs gave different outputs: {} vs {}",
+                        clip(output),
+                        clip(again)
+                    ),
                 )),
                 Err(e) => Some(e),
             },
-            (None, None) => Some(ExecError::new(ErrorKind::Runtime, "the second run returned no output")),
+            (None, None) => Some(ExecError::new(
+                ErrorKind::Runtime,
+                "the second run returned no output",
+            )),
         };
         Outcome { error, ..first }
     }
@@ -260,9 +320,20 @@ impl Sandbox {
             elapsed: Default::default(),
         };
         let sizes: Vec<&str> = match check {
-            Check::Deduction { gold_output, answer } => vec![gold_output, answer],
-            Check::Abduction { program, gold_output, answer } => vec![program, gold_output, answer],
-            Check::Induction { program, inputs, outputs } => {
+            Check::Deduction {
+                gold_output,
+                answer,
+            } => vec![gold_output, answer],
+            Check::Abduction {
+                program,
+                gold_output,
+                answer,
+            } => vec![program, gold_output, answer],
+            Check::Induction {
+                program,
+                inputs,
+                outputs,
+            } => {
                 if inputs.len() != outputs.len() || inputs.is_empty() {
                     return wrong(
                         Some(ExecError::new(
@@ -272,22 +343,36 @@ impl Sandbox {
                         None,
                     );
                 }
-                std::iter::once(program.as_str()).chain(inputs.iter().map(String::as_str)).chain(outputs.iter().map(String::as_str)).collect()
+                std::iter::once(program.as_str())
+                    .chain(inputs.iter().map(String::as_str))
+                    .chain(outputs.iter().map(String::as_str))
+                    .collect()
             }
         };
         if let Some(err) = self.oversized(&sizes) {
             return wrong(Some(err), None);
         }
         let (produced, golds): (Vec<String>, Vec<&String>) = match check {
-            Check::Deduction { gold_output, answer } => (vec![answer.trim().to_string()], vec![gold_output]),
-            Check::Abduction { program, gold_output, answer } => {
+            Check::Deduction {
+                gold_output,
+                answer,
+            } => (vec![answer.trim().to_string()], vec![gold_output]),
+            Check::Abduction {
+                program,
+                gold_output,
+                answer,
+            } => {
                 let run = self.call(0, program, answer, true);
                 match run.output {
                     Some(out) if run.error.is_none() => (vec![out], vec![gold_output]),
                     _ => return wrong(run.error, None),
                 }
             }
-            Check::Induction { program, inputs, outputs } => {
+            Check::Induction {
+                program,
+                inputs,
+                outputs,
+            } => {
                 let mut produced = Vec::with_capacity(inputs.len());
                 for input in inputs {
                     let run = self.call(0, program, input, true);
@@ -299,23 +384,40 @@ impl Sandbox {
                 (produced, outputs.iter().collect())
             }
         };
-        let pairs: Vec<(String, String)> = produced.iter().cloned().zip(golds.iter().map(|g| g.to_string())).collect();
+        let pairs: Vec<(String, String)> = produced
+            .iter()
+            .cloned()
+            .zip(golds.iter().map(|g| g.to_string()))
+            .collect();
         let output = Some(produced.join("\n"));
         match self.judge(&pairs) {
             Err(e) => wrong(Some(e), output),
             Ok(verdicts) => {
                 if let Some(i) = verdicts.iter().position(|v| *v == Judgement::RightInvalid) {
                     return wrong(
-                        Some(ExecError::new(ErrorKind::InvalidRequest, format!("gold output {} is not a Python literal: {}", i, clip(&pairs[i].1)))),
+                        Some(ExecError::new(
+                            ErrorKind::InvalidRequest,
+                            format!(
+                                "gold output {} is not a Python literal: {}",
+                                i,
+                                clip(&pairs[i].1)
+                            ),
+                        )),
                         output,
                     );
                 }
                 if verdicts.contains(&Judgement::LeftInvalid) {
-                    let err = ExecError::new(ErrorKind::Syntax, "the answer is not a Python literal");
+                    let err =
+                        ExecError::new(ErrorKind::Syntax, "the answer is not a Python literal");
                     return wrong(Some(err), output);
                 }
                 let correct = verdicts.iter().all(|v| *v == Judgement::Equal);
-                Verdict { correct, error: None, output, elapsed: Default::default() }
+                Verdict {
+                    correct,
+                    error: None,
+                    output,
+                    elapsed: Default::default(),
+                }
             }
         }
     }
@@ -334,7 +436,10 @@ impl Sandbox {
         }
         match verdicts {
             Some(v) if v.len() == pairs.len() => Ok(v),
-            _ => Err(ExecError::new(ErrorKind::Runtime, "the judge returned a malformed response")),
+            _ => Err(ExecError::new(
+                ErrorKind::Runtime,
+                "the judge returned a malformed response",
+            )),
         }
     }
 
@@ -349,7 +454,8 @@ impl Sandbox {
         let start = Instant::now();
         let _rt = self.runtime();
         let env: RunEnv = RUN_ENVS[snapshot];
-        let (result, stdout) = self.inner.guests[snapshot].execute(&self.inner.config, env, request);
+        let (result, stdout) =
+            self.inner.guests[snapshot].execute(&self.inner.config, env, request);
         let (output, error) = match result.and_then(|text| parse_response(&text)) {
             Ok(resp) => match resp.error {
                 Some(e) => (None, Some(ExecError::new(kind_of(&e.kind), e.message))),
@@ -360,24 +466,39 @@ impl Sandbox {
             },
             Err(e) => (None, Some(e)),
         };
-        Outcome { output, error, stdout, elapsed: start.elapsed() }
+        Outcome {
+            output,
+            error,
+            stdout,
+            elapsed: start.elapsed(),
+        }
     }
 
     fn oversized(&self, texts: &[&str]) -> Option<ExecError> {
         let limit = self.inner.config.max_source_bytes;
         texts.iter().find(|t| t.len() > limit).map(|t| {
-            ExecError::new(ErrorKind::InvalidRequest, format!("a text of {} bytes exceeds the limit of {limit}", t.len()))
+            ExecError::new(
+                ErrorKind::InvalidRequest,
+                format!("a text of {} bytes exceeds the limit of {limit}", t.len()),
+            )
         })
     }
 }
 
 fn parse_response(text: &str) -> Result<GuestResponse, ExecError> {
-    serde_json::from_str(text)
-        .map_err(|e| ExecError::new(ErrorKind::Runtime, format!("the program corrupted the sandbox's response: {e}")))
+    serde_json::from_str(text).map_err(|e| {
+        ExecError::new(
+            ErrorKind::Runtime,
+            format!("the program corrupted the sandbox's response: {e}"),
+        )
+    })
 }
 
 fn kind_of(name: &str) -> ErrorKind {
-    ErrorKind::ALL.into_iter().find(|k| k.as_str() == name).unwrap_or(ErrorKind::Runtime)
+    ErrorKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == name)
+        .unwrap_or(ErrorKind::Runtime)
 }
 
 fn clip(text: &str) -> String {
