@@ -50,8 +50,17 @@ PREIMPORTED = (
     "threading", "time", "zoneinfo",
 )
 
+
+def _codec_modules() -> list[str]:
+    """Every codec of the standard library, so ``str.encode('shift_jis')`` works."""
+    import encodings
+    import pkgutil
+
+    return [f"encodings.{m.name}" for m in pkgutil.iter_modules(encodings.__path__)]
+
+
 UNAVAILABLE = []
-for _name in PREIMPORTED:
+for _name in PREIMPORTED + tuple(_codec_modules()):
     try:
         __import__(_name)
     except Exception as _exc:  # recorded so the host's tests can report it

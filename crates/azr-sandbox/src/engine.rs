@@ -30,8 +30,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// so it is sized well above any sane worker count.
 const POOL_INSTANCES: u32 = 256;
 
-/// What the engine looks like; part of the artifact cache key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// How the engine is set up. Compiled artifacts do not depend on these (the
+/// engine's own compatibility hash keys the cache), only instantiation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct EngineFlags {
     pub pooling: bool,
     pub memory_bytes: usize,
@@ -86,11 +87,10 @@ pub fn cache_dir() -> PathBuf {
     base.join("azr")
 }
 
-fn artifact_path(engine: &Engine, wasm: &[u8], flags: EngineFlags) -> PathBuf {
+fn artifact_path(engine: &Engine, wasm: &[u8]) -> PathBuf {
     let wasm_hash = Sha256::digest(wasm);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    flags.hash(&mut hasher);
     let name = format!(
         "guest-{}-{}-{:016x}.cwasm",
         &hex(&wasm_hash)[..24],
@@ -116,12 +116,8 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Compile the component once and reuse the serialized artifact afterwards.
 /// A cache that cannot be read or written only costs a compile.
-pub(crate) fn load_component(
-    engine: &Engine,
-    wasm: &[u8],
-    flags: EngineFlags,
-) -> Result<Component, Error> {
-    let path = artifact_path(engine, wasm, flags);
+pub(crate) fn load_component(engine: &Engine, wasm: &[u8]) -> Result<Component, Error> {
+    let path = artifact_path(engine, wasm);
     if path.is_file() {
         // SAFETY: the artifact is one we wrote into a folder only this user can
         // write to, under a name that pins the wasm hash and engine settings;
@@ -157,8 +153,8 @@ pub(crate) struct Guest {
 }
 
 impl Guest {
-    pub fn new(engine: &Engine, wasm: &[u8], flags: EngineFlags) -> Result<Self, Error> {
-        let component = load_component(engine, wasm, flags)?;
+    pub fn new(engine: &Engine, wasm: &[u8]) -> Result<Self, Error> {
+        let component = load_component(engine, wasm)?;
         let linker = host::linker(engine).map_err(|e| Error::Engine(e.to_string()))?;
         let pre = linker
             .instantiate_pre(&component)

@@ -124,8 +124,8 @@ impl Sandbox {
         };
         let engine = engine::engine(flags)?;
         let guests = [
-            Guest::new(&engine, GUEST_WASM[0], flags)?,
-            Guest::new(&engine, GUEST_WASM[1], flags)?,
+            Guest::new(&engine, GUEST_WASM[0])?,
+            Guest::new(&engine, GUEST_WASM[1])?,
         ];
         let inner = Inner {
             config,

@@ -1,0 +1,5 @@
+"""`python -m azr` runs the CLI."""
+
+from azr.cli import main
+
+main()

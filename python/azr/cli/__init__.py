@@ -1,0 +1,22 @@
+"""The ``azr`` command line: one click group, a subcommand group per area."""
+
+import click
+
+from azr import __version__
+from azr.cli.sandbox import sandbox
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="azr")
+def cli() -> None:
+    """azr: Absolute Zero self-play, judged by a CPython-in-WebAssembly sandbox."""
+
+
+cli.add_command(sandbox)
+
+
+def main() -> None:
+    cli()
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,73 @@
+"""`azr sandbox run` end to end: one JSON line per request, in order, malformed lines answered."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from azr.cli import cli
+from azr.cli.sandbox import serve
+from azr.sandbox import Sandbox
+
+
+def _run(lines: list[str], *args: str) -> list[dict[str, object]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "azr", "sandbox", "run", "--timeout", "1", *args],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_requests_answered_in_order_with_the_schema() -> None:
+    lines = [json.dumps({"id": i, "program": "def f(x):\n    return x * 2", "input": str(i)}) for i in range(20)]
+    lines.insert(5, json.dumps({"id": "loop", "program": "def f():\n    while True:\n        pass", "input": ""}))
+    lines.insert(9, json.dumps({"id": "script", "code": "print('hi')"}))
+    answers = _run(lines)
+    assert [a["id"] for a in answers] == [json.loads(line)["id"] for line in lines]
+    for a in answers:
+        assert set(a) == {"id", "ok", "output", "error", "stdout", "elapsed_ms"}
+    by_id = {a["id"]: a for a in answers}
+    assert by_id[7]["output"] == "14"
+    assert by_id["loop"]["error"]["kind"] == "timeout"
+    assert by_id["script"]["stdout"] == "hi\n" and by_id["script"]["ok"]
+
+
+def test_malformed_lines_get_invalid_request_and_the_stream_goes_on() -> None:
+    lines = ["{not json", "[1, 2]", json.dumps({"id": 1}), json.dumps({"id": 2, "program": 5, "input": ""}),
+             json.dumps({"id": 3, "program": "def f():\n    return 3", "input": ""})]
+    answers = _run(lines)
+    assert [a["error"]["kind"] if a["error"] else None for a in answers] == ["invalid_request"] * 4 + [None]
+    assert answers[2]["id"] == 1 and answers[4]["output"] == "3"
+
+
+def test_validate_flag_applies_proposal_checks() -> None:
+    lines = [
+        json.dumps({"id": "ok", "program": "def f(x):\n    return sorted(x)", "input": "[3, 1]"}),
+        json.dumps({"id": "rand", "program": "import os\ndef f():\n    return os.urandom(3)", "input": ""}),
+        json.dumps({"id": "code", "code": "print(1)"}),
+    ]
+    answers = {a["id"]: a for a in _run(lines, "--validate")}
+    assert answers["ok"]["output"] == "[1, 3]"
+    assert answers["rand"]["error"]["kind"] == "nondeterministic"
+    assert answers["code"]["error"]["kind"] == "invalid_request"
+
+
+def test_serve_streams_interactively(sandbox: Sandbox) -> None:
+    source = io.StringIO(json.dumps({"id": 1, "code": "print(1)"}) + "\n\n")
+    sink = io.StringIO()
+    assert serve(sandbox, source, sink, validate=False, window=2) == 1
+    assert json.loads(sink.getvalue())["stdout"] == "1\n"
+
+
+def test_demo_runs() -> None:
+    result = CliRunner().invoke(cli, ["sandbox", "demo", "--timeout", "1"])
+    assert result.exit_code == 0, result.output
+    assert "nondeterministic" in result.output and "proposals/s" in result.output
