@@ -1,17 +1,35 @@
 """Type stubs for the Rust extension ``azr._core`` (checked by stubtest in CI)."""
 
+from typing import final
+
+__all__ = [
+    "AzrError",
+    "ConfigError",
+    "ExecError",
+    "ExecResult",
+    "Sandbox",
+    "SandboxError",
+    "Verdict",
+    "__version__",
+    "cache_dir",
+    "default_banned_modules",
+    "error_kinds",
+]
+
 __version__: str
 
 class AzrError(Exception): ...
 class SandboxError(AzrError): ...
 class ConfigError(AzrError): ...
 
+@final
 class ExecError:
     @property
     def kind(self) -> str: ...
     @property
     def message(self) -> str: ...
 
+@final
 class ExecResult:
     @property
     def ok(self) -> bool: ...
@@ -25,6 +43,7 @@ class ExecResult:
     def elapsed_ms(self) -> float: ...
     def to_dict(self) -> dict[str, object]: ...
 
+@final
 class Verdict:
     @property
     def correct(self) -> bool: ...
@@ -36,6 +55,7 @@ class Verdict:
     def elapsed_ms(self) -> float: ...
     def to_dict(self) -> dict[str, object]: ...
 
+@final
 class Sandbox:
     def __new__(
         cls,

@@ -7,11 +7,10 @@ import json
 import subprocess
 import sys
 
-from click.testing import CliRunner
-
 from azr.cli import cli
 from azr.cli.sandbox import serve
 from azr.sandbox import Sandbox
+from click.testing import CliRunner
 
 
 def _run(lines: list[str], *args: str) -> list[dict[str, object]]:
@@ -27,8 +26,12 @@ def _run(lines: list[str], *args: str) -> list[dict[str, object]]:
 
 
 def test_requests_answered_in_order_with_the_schema() -> None:
-    lines = [json.dumps({"id": i, "program": "def f(x):\n    return x * 2", "input": str(i)}) for i in range(20)]
-    lines.insert(5, json.dumps({"id": "loop", "program": "def f():\n    while True:\n        pass", "input": ""}))
+    lines = [
+        json.dumps({"id": i, "program": "def f(x):\n    return x * 2", "input": str(i)}) for i in range(20)
+    ]
+    lines.insert(
+        5, json.dumps({"id": "loop", "program": "def f():\n    while True:\n        pass", "input": ""})
+    )
     lines.insert(9, json.dumps({"id": "script", "code": "print('hi')"}))
     answers = _run(lines)
     assert [a["id"] for a in answers] == [json.loads(line)["id"] for line in lines]
@@ -41,8 +44,13 @@ def test_requests_answered_in_order_with_the_schema() -> None:
 
 
 def test_malformed_lines_get_invalid_request_and_the_stream_goes_on() -> None:
-    lines = ["{not json", "[1, 2]", json.dumps({"id": 1}), json.dumps({"id": 2, "program": 5, "input": ""}),
-             json.dumps({"id": 3, "program": "def f():\n    return 3", "input": ""})]
+    lines = [
+        "{not json",
+        "[1, 2]",
+        json.dumps({"id": 1}),
+        json.dumps({"id": 2, "program": 5, "input": ""}),
+        json.dumps({"id": 3, "program": "def f():\n    return 3", "input": ""}),
+    ]
     answers = _run(lines)
     assert [a["error"]["kind"] if a["error"] else None for a in answers] == ["invalid_request"] * 4 + [None]
     assert answers[2]["id"] == 1 and answers[4]["output"] == "3"

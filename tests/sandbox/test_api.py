@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 import azr
+import pytest
 from azr.sandbox import ErrorKind, Sandbox, error_kinds
 
 
@@ -40,7 +39,9 @@ def test_script_output_is_captured(sandbox: Sandbox) -> None:
 def test_validate_applies_the_proposal_checks(sandbox: Sandbox) -> None:
     assert sandbox.validate("def f(x):\n    return x", "[1, 2]").output == "[1, 2]"
     assert sandbox.validate("import time\ndef f():\n    return 1", "").error.kind == "banned_import"
-    assert sandbox.validate("import os\ndef f():\n    return os.urandom(2)", "").error.kind == "nondeterministic"
+    assert (
+        sandbox.validate("import os\ndef f():\n    return os.urandom(2)", "").error.kind == "nondeterministic"
+    )
 
 
 def test_batches_keep_order(sandbox: Sandbox) -> None:
@@ -59,13 +60,18 @@ def test_check_batches(sandbox: Sandbox) -> None:
     abd = sandbox.check_abduction_batch([(program, "2", "5"), (program, "2", "4")])
     assert [v.correct for v in abd] == [True, False]
     ind = sandbox.check_induction_batch(
-        [("def f(x):\n    return x % 3", ["4", "5"], ["1", "2"]), ("def f(x):\n    return 1", ["4", "5"], ["1", "2"])]
+        [
+            ("def f(x):\n    return x % 3", ["4", "5"], ["1", "2"]),
+            ("def f(x):\n    return 1", ["4", "5"], ["1", "2"]),
+        ]
     )
     assert [v.correct for v in ind] == [True, False]
 
 
 def test_judge_compares_by_value_with_strict_types(sandbox: Sandbox) -> None:
-    verdicts = sandbox.judge([("{'a': 1, 'b': 2}", "{'b': 2, 'a': 1}"), ("1", "True"), ("f(", "1"), ("1", "[")])
+    verdicts = sandbox.judge(
+        [("{'a': 1, 'b': 2}", "{'b': 2, 'a': 1}"), ("1", "True"), ("f(", "1"), ("1", "[")]
+    )
     assert verdicts == ["equal", "unequal", "left_invalid", "right_invalid"]
 
 
@@ -81,7 +87,9 @@ def test_the_gil_is_released_during_a_call(sandbox: Sandbox) -> None:
 
     thread = threading.Thread(target=count)
     thread.start()
-    result = sandbox.run("def f():\n    s = 0\n    for i in range(3_000_000):\n        s += i\n    return s", "")
+    result = sandbox.run(
+        "def f():\n    s = 0\n    for i in range(3_000_000):\n        s += i\n    return s", ""
+    )
     stop.set()
     thread.join()
     assert result.ok
@@ -105,7 +113,13 @@ def test_threads_share_one_sandbox(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"timeout_s": 0}, {"timeout_s": -1.0}, {"timeout_s": float("nan")}, {"memory_mb": 1}, {"wall_timeout_s": 0}],
+    [
+        {"timeout_s": 0},
+        {"timeout_s": -1.0},
+        {"timeout_s": float("nan")},
+        {"memory_mb": 1},
+        {"wall_timeout_s": 0},
+    ],
 )
 def test_bad_limits_raise_config_error(kwargs: dict[str, float]) -> None:
     with pytest.raises(azr.ConfigError):

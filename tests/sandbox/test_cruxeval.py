@@ -33,17 +33,18 @@ def test_every_program_gives_its_recorded_output(cruxeval_path: Path) -> None:
     assert len(rows) == 800
     sandbox = Sandbox(timeout_s=10)
     results = sandbox.run_batch([(r["code"], r["input"]) for r in rows])
-    failures = [(r["id"], res.error) for r, res in zip(rows, results) if not res.ok]
+    failures = [(r["id"], res.error) for r, res in zip(rows, results, strict=True) if not res.ok]
     assert failures == []
-    verdicts = sandbox.judge([(r["output"], res.output or "") for r, res in zip(rows, results)])
-    mismatches = [(r["id"], r["output"], res.output) for r, res, v in zip(rows, results, verdicts) if v != "equal"]
+    verdicts = sandbox.judge([(r["output"], res.output or "") for r, res in zip(rows, results, strict=True)])
+    triples = zip(rows, results, verdicts, strict=True)
+    mismatches = [(r["id"], r["output"], res.output) for r, res, v in triples if v != "equal"]
     assert mismatches == []
 
 
 def test_validation_accepts_every_literal_input_program(cruxeval_path: Path) -> None:
     rows = _rows(cruxeval_path)
     results = Sandbox(timeout_s=10).validate_batch([(r["code"], r["input"]) for r in rows])
-    for row, result in zip(rows, results):
+    for row, result in zip(rows, results, strict=True):
         if _literal_arguments(row["input"]):
             assert result.ok, (row["id"], result.error)
         else:

@@ -3,19 +3,63 @@
 from __future__ import annotations
 
 import pytest
-
 from azr.sandbox import Sandbox
 
 COMMON = [
-    "collections", "itertools", "functools", "math", "cmath", "re", "string", "heapq", "bisect",
-    "json", "typing", "dataclasses", "enum", "fractions", "decimal", "statistics", "operator",
-    "copy", "textwrap", "unicodedata", "array", "struct", "collections.abc", "graphlib", "pprint",
-    "difflib", "base64", "binascii", "zlib", "uuid", "timeit", "csv", "html", "urllib.parse",
-    "ipaddress", "numbers", "keyword", "types", "contextlib", "weakref", "reprlib", "pickle",
+    "collections",
+    "itertools",
+    "functools",
+    "math",
+    "cmath",
+    "re",
+    "string",
+    "heapq",
+    "bisect",
+    "json",
+    "typing",
+    "dataclasses",
+    "enum",
+    "fractions",
+    "decimal",
+    "statistics",
+    "operator",
+    "copy",
+    "textwrap",
+    "unicodedata",
+    "array",
+    "struct",
+    "collections.abc",
+    "graphlib",
+    "pprint",
+    "difflib",
+    "base64",
+    "binascii",
+    "zlib",
+    "uuid",
+    "timeit",
+    "csv",
+    "html",
+    "urllib.parse",
+    "ipaddress",
+    "numbers",
+    "keyword",
+    "types",
+    "contextlib",
+    "weakref",
+    "reprlib",
+    "pickle",
 ]
 BANNED_BUT_IMPORTABLE = [
-    "logging", "random", "multiprocessing", "subprocess", "threading", "datetime", "time",
-    "hashlib", "hmac", "calendar",
+    "logging",
+    "random",
+    "multiprocessing",
+    "subprocess",
+    "threading",
+    "datetime",
+    "time",
+    "hashlib",
+    "hmac",
+    "calendar",
 ]
 
 
@@ -26,5 +70,7 @@ def test_module_imports(sandbox: Sandbox, module: str) -> None:
 
 
 def test_codecs_are_available(sandbox: Sandbox) -> None:
-    result = sandbox.run("def f(s):\n    return [s.encode(c) for c in ('shift_jis', 'cp1252', 'utf-16-le', 'idna')]", "'ab'")
+    result = sandbox.run(
+        "def f(s):\n    return [s.encode(c) for c in ('shift_jis', 'cp1252', 'utf-16-le', 'idna')]", "'ab'"
+    )
     assert result.ok, result.error

@@ -6,9 +6,24 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-create_exception!(_core, AzrError, PyException, "Base class of every azr error.");
-create_exception!(_core, SandboxError, AzrError, "The sandbox could not be set up or was misused.");
-create_exception!(_core, ConfigError, AzrError, "A configuration value is invalid.");
+create_exception!(
+    _core,
+    AzrError,
+    PyException,
+    "Base class of every azr error."
+);
+create_exception!(
+    _core,
+    SandboxError,
+    AzrError,
+    "The sandbox could not be set up or was misused."
+);
+create_exception!(
+    _core,
+    ConfigError,
+    AzrError,
+    "A configuration value is invalid."
+);
 
 /// Every error the bindings raise.
 pub enum Error {
@@ -24,7 +39,9 @@ impl From<azr_sandbox::Error> for Error {
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
         match err {
-            Error::Sandbox(e @ azr_sandbox::Error::Config(_)) => ConfigError::new_err(e.to_string()),
+            Error::Sandbox(e @ azr_sandbox::Error::Config(_)) => {
+                ConfigError::new_err(e.to_string())
+            }
             Error::Sandbox(e) => SandboxError::new_err(e.to_string()),
         }
     }

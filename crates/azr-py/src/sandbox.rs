@@ -17,13 +17,19 @@ pub struct PyExecError {
 #[pymethods]
 impl PyExecError {
     fn __repr__(&self) -> String {
-        format!("ExecError(kind={:?}, message={:?})", self.kind, self.message)
+        format!(
+            "ExecError(kind={:?}, message={:?})",
+            self.kind, self.message
+        )
     }
 }
 
 impl From<azr_sandbox::ExecError> for PyExecError {
     fn from(e: azr_sandbox::ExecError) -> Self {
-        Self { kind: e.kind.as_str().to_string(), message: e.message }
+        Self {
+            kind: e.kind.as_str().to_string(),
+            message: e.message,
+        }
     }
 }
 
@@ -52,8 +58,15 @@ impl ExecResult {
 
     fn __repr__(&self) -> String {
         match &self.error {
-            None => format!("ExecResult(ok=True, output={:?}, elapsed_ms={:.3})", self.output, self.elapsed_ms),
-            Some(e) => format!("ExecResult(ok=False, error={}, elapsed_ms={:.3})", e.__repr__(), self.elapsed_ms),
+            None => format!(
+                "ExecResult(ok=True, output={:?}, elapsed_ms={:.3})",
+                self.output, self.elapsed_ms
+            ),
+            Some(e) => format!(
+                "ExecResult(ok=False, error={}, elapsed_ms={:.3})",
+                e.__repr__(),
+                self.elapsed_ms
+            ),
         }
     }
 }
@@ -91,8 +104,15 @@ impl PyVerdict {
     }
 
     fn __repr__(&self) -> String {
-        let err = self.error.as_ref().map_or("None".to_string(), |e| e.__repr__());
-        format!("Verdict(correct={}, error={err}, elapsed_ms={:.3})", if self.correct { "True" } else { "False" }, self.elapsed_ms)
+        let err = self
+            .error
+            .as_ref()
+            .map_or("None".to_string(), |e| e.__repr__());
+        format!(
+            "Verdict(correct={}, error={err}, elapsed_ms={:.3})",
+            if self.correct { "True" } else { "False" },
+            self.elapsed_ms
+        )
     }
 }
 
@@ -107,7 +127,10 @@ impl From<azr_sandbox::Verdict> for PyVerdict {
     }
 }
 
-fn error_dict<'py>(py: Python<'py>, error: &Option<PyExecError>) -> PyResult<Option<Bound<'py, PyDict>>> {
+fn error_dict<'py>(
+    py: Python<'py>,
+    error: &Option<PyExecError>,
+) -> PyResult<Option<Bound<'py, PyDict>>> {
     error
         .as_ref()
         .map(|e| {
@@ -123,7 +146,9 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     if value.is_finite() && value > 0.0 && value < 1e6 {
         Ok(Duration::from_secs_f64(value))
     } else {
-        Err(ConfigError::new_err(format!("{name} must be a positive number of seconds, got {value}")))
+        Err(ConfigError::new_err(format!(
+            "{name} must be a positive number of seconds, got {value}"
+        )))
     }
 }
 
@@ -136,7 +161,7 @@ pub struct PySandbox {
 #[pymethods]
 impl PySandbox {
     #[new]
-    #[pyo3(signature = (*, timeout_s=10.0, memory_mb=256, workers=0, max_output_chars=10_000, max_captured_bytes=1 << 20, wall_timeout_s=None, banned_modules=None))]
+    #[pyo3(signature = (*, timeout_s=10.0, memory_mb=256, workers=0, max_output_chars=10_000, max_captured_bytes=1_048_576, wall_timeout_s=None, banned_modules=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -151,8 +176,12 @@ impl PySandbox {
         let defaults = SandboxConfig::default();
         let config = SandboxConfig {
             timeout: seconds("timeout_s", timeout_s)?,
-            wall_timeout: wall_timeout_s.map(|s| seconds("wall_timeout_s", s)).transpose()?,
-            memory_bytes: memory_mb.checked_mul(1 << 20).ok_or_else(|| ConfigError::new_err("memory_mb is too large"))?,
+            wall_timeout: wall_timeout_s
+                .map(|s| seconds("wall_timeout_s", s))
+                .transpose()?,
+            memory_bytes: memory_mb
+                .checked_mul(1 << 20)
+                .ok_or_else(|| ConfigError::new_err("memory_mb is too large"))?,
             max_captured_bytes,
             max_output_chars,
             workers,
@@ -206,7 +235,10 @@ impl PySandbox {
 
     /// `run` for many `(program, input)` pairs in parallel; results in order.
     fn run_batch(&self, py: Python<'_>, items: Vec<(String, String)>) -> Vec<ExecResult> {
-        let jobs: Vec<Job> = items.into_iter().map(|(program, input)| Job::Run { program, input }).collect();
+        let jobs: Vec<Job> = items
+            .into_iter()
+            .map(|(program, input)| Job::Run { program, input })
+            .collect();
         self.execute(py, jobs)
     }
 
@@ -218,53 +250,99 @@ impl PySandbox {
 
     /// `validate` for many `(program, input)` pairs in parallel; results in order.
     fn validate_batch(&self, py: Python<'_>, items: Vec<(String, String)>) -> Vec<ExecResult> {
-        let jobs: Vec<Job> = items.into_iter().map(|(program, input)| Job::Validate { program, input }).collect();
+        let jobs: Vec<Job> = items
+            .into_iter()
+            .map(|(program, input)| Job::Validate { program, input })
+            .collect();
         self.execute(py, jobs)
     }
 
     /// Is `answer` (a literal) equal to `gold_output`, types included?
     fn check_deduction(&self, py: Python<'_>, gold_output: &str, answer: &str) -> PyVerdict {
-        py.detach(|| self.inner.check_deduction(gold_output, answer)).into()
+        py.detach(|| self.inner.check_deduction(gold_output, answer))
+            .into()
     }
 
     /// Does `f(<answer>)` (literal arguments only) equal `gold_output`?
-    fn check_abduction(&self, py: Python<'_>, program: &str, gold_output: &str, answer: &str) -> PyVerdict {
-        py.detach(|| self.inner.check_abduction(program, gold_output, answer)).into()
+    fn check_abduction(
+        &self,
+        py: Python<'_>,
+        program: &str,
+        gold_output: &str,
+        answer: &str,
+    ) -> PyVerdict {
+        py.detach(|| self.inner.check_abduction(program, gold_output, answer))
+            .into()
     }
 
     /// Does the candidate `program` map every input to its output?
-    fn check_induction(&self, py: Python<'_>, program: &str, inputs: Vec<String>, outputs: Vec<String>) -> PyVerdict {
-        py.detach(|| self.inner.check_induction(program, &inputs, &outputs)).into()
+    fn check_induction(
+        &self,
+        py: Python<'_>,
+        program: &str,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+    ) -> PyVerdict {
+        py.detach(|| self.inner.check_induction(program, &inputs, &outputs))
+            .into()
     }
 
     /// `check_deduction` over `(gold_output, answer)` pairs in parallel.
-    fn check_deduction_batch(&self, py: Python<'_>, items: Vec<(String, String)>) -> Vec<PyVerdict> {
-        let checks = items.into_iter().map(|(gold_output, answer)| Check::Deduction { gold_output, answer }).collect();
+    fn check_deduction_batch(
+        &self,
+        py: Python<'_>,
+        items: Vec<(String, String)>,
+    ) -> Vec<PyVerdict> {
+        let checks = items
+            .into_iter()
+            .map(|(gold_output, answer)| Check::Deduction {
+                gold_output,
+                answer,
+            })
+            .collect();
         self.check(py, checks)
     }
 
     /// `check_abduction` over `(program, gold_output, answer)` triples in parallel.
-    fn check_abduction_batch(&self, py: Python<'_>, items: Vec<(String, String, String)>) -> Vec<PyVerdict> {
+    fn check_abduction_batch(
+        &self,
+        py: Python<'_>,
+        items: Vec<(String, String, String)>,
+    ) -> Vec<PyVerdict> {
         let checks = items
             .into_iter()
-            .map(|(program, gold_output, answer)| Check::Abduction { program, gold_output, answer })
+            .map(|(program, gold_output, answer)| Check::Abduction {
+                program,
+                gold_output,
+                answer,
+            })
             .collect();
         self.check(py, checks)
     }
 
     /// `check_induction` over `(program, inputs, outputs)` triples in parallel.
-    fn check_induction_batch(&self, py: Python<'_>, items: Vec<(String, Vec<String>, Vec<String>)>) -> Vec<PyVerdict> {
-        let checks =
-            items.into_iter().map(|(program, inputs, outputs)| Check::Induction { program, inputs, outputs }).collect();
+    fn check_induction_batch(
+        &self,
+        py: Python<'_>,
+        items: Vec<(String, Vec<String>, Vec<String>)>,
+    ) -> Vec<PyVerdict> {
+        let checks = items
+            .into_iter()
+            .map(|(program, inputs, outputs)| Check::Induction {
+                program,
+                inputs,
+                outputs,
+            })
+            .collect();
         self.check(py, checks)
     }
 
     /// Compare `(left, right)` literal texts by value with strict types:
     /// "equal", "unequal", "left_invalid" or "right_invalid" for each pair.
     fn judge(&self, py: Python<'_>, pairs: Vec<(String, String)>) -> PyResult<Vec<&'static str>> {
-        let verdicts = py
-            .detach(|| self.inner.judge(&pairs))
-            .map_err(|e| crate::error::SandboxError::new_err(format!("{}: {}", e.kind, e.message)))?;
+        let verdicts = py.detach(|| self.inner.judge(&pairs)).map_err(|e| {
+            crate::error::SandboxError::new_err(format!("{}: {}", e.kind, e.message))
+        })?;
         Ok(verdicts
             .into_iter()
             .map(|v| match v {
@@ -278,17 +356,28 @@ impl PySandbox {
 
     fn __repr__(&self) -> String {
         let c = self.inner.config();
-        format!("Sandbox(timeout_s={}, memory_mb={}, workers={})", c.timeout.as_secs_f64(), c.memory_bytes >> 20, c.workers)
+        format!(
+            "Sandbox(timeout_s={}, memory_mb={}, workers={})",
+            c.timeout.as_secs_f64(),
+            c.memory_bytes >> 20,
+            c.workers
+        )
     }
 }
 
 impl PySandbox {
     fn execute(&self, py: Python<'_>, jobs: Vec<Job>) -> Vec<ExecResult> {
-        py.detach(|| self.inner.execute_batch(&jobs)).into_iter().map(Into::into).collect()
+        py.detach(|| self.inner.execute_batch(&jobs))
+            .into_iter()
+            .map(Into::into)
+            .collect()
     }
 
     fn check(&self, py: Python<'_>, checks: Vec<Check>) -> Vec<PyVerdict> {
-        py.detach(|| self.inner.check_batch(&checks)).into_iter().map(Into::into).collect()
+        py.detach(|| self.inner.check_batch(&checks))
+            .into_iter()
+            .map(Into::into)
+            .collect()
     }
 }
 
@@ -307,5 +396,8 @@ pub fn default_banned_modules() -> Vec<&'static str> {
 /// The error kinds an `ExecError` may carry.
 #[pyfunction]
 pub fn error_kinds() -> Vec<&'static str> {
-    azr_sandbox::ErrorKind::ALL.iter().map(|k| k.as_str()).collect()
+    azr_sandbox::ErrorKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect()
 }

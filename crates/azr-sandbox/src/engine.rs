@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFunc};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
 };
@@ -165,6 +165,25 @@ impl Guest {
         Ok(Self { pre, execute })
     }
 
+    /// A fresh instance with its own store, seeds and clocks.
+    pub fn instantiate(&self, config: &SandboxConfig, env: RunEnv) -> Result<Live, ExecError> {
+        let state = HostState::new(env, config.memory_bytes, config.max_captured_bytes);
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        arm(&mut store, config);
+        let func = self.pre.instantiate(&mut store).and_then(|instance| {
+            instance.get_typed_func::<(&str,), (String,)>(&mut store, &self.execute)
+        });
+        match func {
+            Ok(func) => Ok(Live { store, func }),
+            Err(err) => Err(classify_trap(
+                &err,
+                store.data().limiter.memory_refused,
+                config,
+            )),
+        }
+    }
+
     /// Run one JSON request in a fresh instance. Returns the guest's JSON
     /// response or the error that stopped it, plus the captured output.
     pub fn execute(
@@ -173,33 +192,46 @@ impl Guest {
         env: RunEnv,
         request: &str,
     ) -> (Result<String, ExecError>, String) {
-        let state = HostState::new(env, config.memory_bytes, config.max_captured_bytes);
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_fuel(config.fuel()).expect("fuel is enabled");
-        let ticks = config
-            .wall_deadline()
-            .as_nanos()
-            .div_ceil(EPOCH_TICK.as_nanos())
-            .max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| {
-                instance.get_typed_func::<(&str,), (String,)>(&mut store, &self.execute)
-            })
-            .and_then(|func| func.call(&mut store, (request,)));
-        let captured = store.data().capture.text();
-        let result = match result {
+        match self.instantiate(config, env) {
+            Ok(mut live) => {
+                let result = live.call(config, request);
+                (result, live.store.data().capture.text())
+            }
+            Err(err) => (Err(err), String::new()),
+        }
+    }
+}
+
+/// Give a store a full CPU budget and wall-clock deadline.
+fn arm(store: &mut Store<HostState>, config: &SandboxConfig) {
+    store.set_fuel(config.fuel()).expect("fuel is enabled");
+    let ticks = config
+        .wall_deadline()
+        .as_nanos()
+        .div_ceil(EPOCH_TICK.as_nanos())
+        .max(1) as u64;
+    store.set_epoch_deadline(ticks);
+}
+
+/// An instantiated guest. Model code gets a new one for every call; the judge,
+/// which never runs model code, may be called again.
+pub(crate) struct Live {
+    store: Store<HostState>,
+    func: TypedFunc<(&'static str,), (String,)>,
+}
+
+impl Live {
+    /// Call `execute` with a full budget. After an error the instance must be dropped.
+    pub fn call(&mut self, config: &SandboxConfig, request: &str) -> Result<String, ExecError> {
+        arm(&mut self.store, config);
+        match self.func.call(&mut self.store, (request,)) {
             Ok((response,)) => Ok(response),
             Err(err) => Err(classify_trap(
                 &err,
-                store.data().limiter.memory_refused,
+                self.store.data().limiter.memory_refused,
                 config,
             )),
-        };
-        (result, captured)
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! time or in parallel batches.
 
 use crate::config::SandboxConfig;
-use crate::engine::{self, EngineFlags, EpochTicker, Guest, GUEST_WASM};
+use crate::engine::{self, EngineFlags, EpochTicker, Guest, Live, GUEST_WASM};
 use crate::error::Error;
 use crate::host::{RunEnv, RUN_ENVS};
 use crate::outcome::{ErrorKind, ExecError, Outcome, Verdict};
@@ -88,7 +88,14 @@ struct Inner {
     engine: Engine,
     guests: [Guest; 2],
     runtime: Mutex<Option<Arc<Runtime>>>,
+    /// Idle judge instances with their use counts. The judge runs no model
+    /// code (it only parses literals), so one instance can serve many calls;
+    /// an instance that errs is dropped, and each is renewed after
+    /// `JUDGE_REUSE` calls so its heap cannot grow without bound.
+    judges: Mutex<Vec<(Live, u32)>>,
 }
+
+const JUDGE_REUSE: u32 = 256;
 
 /// A pool of fresh CPython-in-WebAssembly instances. Cheap to clone; every
 /// method can be called from many threads at once.
@@ -132,6 +139,7 @@ impl Sandbox {
             engine,
             guests,
             runtime: Mutex::new(None),
+            judges: Mutex::new(Vec::new()),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -425,16 +433,36 @@ impl Sandbox {
     /// Compare pairs of literal texts by value with strict types, in a fresh
     /// instance that runs no model code, so the verdicts cannot be forged.
     pub fn judge(&self, pairs: &[(String, String)]) -> Result<Vec<Judgement>, ExecError> {
+        let cfg = &self.inner.config;
+        let _rt = self.runtime();
         let request = json!({"op": "judge", "pairs": pairs}).to_string();
-        let mut verdicts = None;
-        let outcome = self.exec(0, &request, |resp| {
-            verdicts = resp.verdicts;
-            Ok(None)
-        });
-        if let Some(err) = outcome.error {
-            return Err(err);
+        let idle = self
+            .inner
+            .judges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let (mut live, uses) = match idle {
+            Some(judge) => judge,
+            None => (self.inner.guests[0].instantiate(cfg, RUN_ENVS[0])?, 0),
+        };
+        let response = live
+            .call(cfg, &request)
+            .and_then(|text| parse_response(&text))?;
+        if let Some(e) = response.error {
+            return Err(ExecError::new(
+                kind_of(&e.kind),
+                format!("judge: {}", e.message),
+            ));
         }
-        match verdicts {
+        if uses + 1 < JUDGE_REUSE {
+            self.inner
+                .judges
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((live, uses + 1));
+        }
+        match response.verdicts {
             Some(v) if v.len() == pairs.len() => Ok(v),
             _ => Err(ExecError::new(
                 ErrorKind::Runtime,

@@ -18,12 +18,20 @@ from azr.sandbox import ExecResult, Sandbox, SandboxError
 
 
 def _limits(f: Any) -> Any:
-    f = click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True,
-                     help="CPU seconds per execution (guest fuel).")(f)
-    f = click.option("--memory-mb", type=int, default=256, show_default=True,
-                     help="Memory limit per execution.")(f)
-    f = click.option("--workers", type=int, default=0, show_default=True,
-                     help="Parallel executions; 0 means one per core.")(f)
+    f = click.option(
+        "--timeout",
+        "timeout_s",
+        type=float,
+        default=10.0,
+        show_default=True,
+        help="CPU seconds per execution (guest fuel).",
+    )(f)
+    f = click.option(
+        "--memory-mb", type=int, default=256, show_default=True, help="Memory limit per execution."
+    )(f)
+    f = click.option(
+        "--workers", type=int, default=0, show_default=True, help="Parallel executions; 0 means one per core."
+    )(f)
     return f
 
 
@@ -105,8 +113,11 @@ def serve(sb: Sandbox, source: IO[str], sink: IO[str], validate: bool, window: i
 
 @sandbox.command("run")
 @_limits
-@click.option("--validate", is_flag=True,
-              help="Apply every proposal check: banned modules, literal inputs, determinism, plain output.")
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Apply every proposal check: banned modules, literal inputs, determinism, plain output.",
+)
 def run_command(timeout_s: float, memory_mb: int, workers: int, validate: bool) -> None:
     """Answer JSON-lines requests from stdin, one JSON line each, in order.
 
@@ -149,14 +160,18 @@ def demo_command(timeout_s: float, memory_mb: int, workers: int) -> None:
     console.print(f"[bold]azr sandbox[/] ready in {time.perf_counter() - start:.2f} s: {sb!r}")
     table = Table("program", "verdict", "output / reason", "ms")
     results = sb.validate_batch([(program, arg) for _, program, arg in DEMO])
-    for (name, _, _), result in zip(DEMO, results):
+    for (name, _, _), result in zip(DEMO, results, strict=True):
         if result.error is None:
             table.add_row(name, "[green]valid[/]", result.output, f"{result.elapsed_ms:.1f}")
         else:
-            reason = result.error.message if len(result.error.message) < 70 else result.error.message[:67] + "..."
+            reason = (
+                result.error.message if len(result.error.message) < 70 else result.error.message[:67] + "..."
+            )
             table.add_row(name, f"[red]{result.error.kind}[/]", reason, f"{result.elapsed_ms:.1f}")
     console.print(table)
-    jobs = [(f"def f(n):\n    return sum(i * i for i in range(n)) % {k + 7}", str(100 + k)) for k in range(400)]
+    jobs = [
+        (f"def f(n):\n    return sum(i * i for i in range(n)) % {k + 7}", str(100 + k)) for k in range(400)
+    ]
     t = time.perf_counter()
     done = sb.validate_batch(jobs)
     elapsed = time.perf_counter() - t
