@@ -47,8 +47,8 @@ Pair = tuple[str, str]
 
 def _exec_once(program: str, arg: str) -> str:
     namespace: dict[str, object] = {}
-    exec(program, namespace)  # noqa: S102  (the unisolated baselines, by design)
-    return repr(eval(f"f({arg})", namespace))  # noqa: S307
+    exec(program, namespace)
+    return repr(eval(f"f({arg})", namespace))
 
 
 def validate_unisolated(program: str, arg: str) -> bool:
@@ -80,7 +80,10 @@ def official_style(workers: int) -> Callable[[list[Pair]], list[bool]]:
     return run
 
 
-RUNNER = "import sys, json\nreq = json.load(sys.stdin)\nns = {}\nexec(req['p'], ns)\nprint(repr(eval('f(' + req['a'] + ')', ns)))"
+RUNNER = (
+    "import sys, json\nreq = json.load(sys.stdin)\nns = {}\n"
+    "exec(req['p'], ns)\nprint(repr(eval('f(' + req['a'] + ')', ns)))"
+)
 
 
 def subprocess_per_execution(pairs: list[Pair]) -> list[bool]:
@@ -114,7 +117,8 @@ CPU_HEAVY = {
     "loop": ("def f(n):\n    s = 0\n    for i in range(n):\n        s += i * i % 7\n    return s", "1000000"),
     "strings": ("def f(n):\n    return len(''.join(str(i)[::-1].upper() for i in range(n)))", "200000"),
     "dict": (
-        "def f(n):\n    d = {}\n    for i in range(n):\n        d[i % 1000] = d.get(i % 1000, 0) + i\n    return len(d)",
+        "def f(n):\n    d = {}\n    for i in range(n):\n"
+        "        d[i % 1000] = d.get(i % 1000, 0) + i\n    return len(d)",
         "300000",
     ),
     "sort": (
@@ -127,15 +131,15 @@ CPU_HEAVY = {
 def cpu_heavy_ratios(sandbox: Sandbox) -> dict[str, float]:
     ratios = {}
     for name, (program, arg) in CPU_HEAVY.items():
-        native = min(_timed(lambda: _exec_once(program, arg)) for _ in range(3))
+        native = min(_timed(_exec_once, program, arg) for _ in range(3))
         wasm = min(sandbox.run(program, arg).elapsed_ms / 1e3 for _ in range(3))
         ratios[name] = wasm / native
     return ratios
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def _timed(fn: Callable[[str, str], object], program: str, arg: str) -> float:
     start = time.perf_counter()
-    fn()
+    fn(program, arg)
     return time.perf_counter() - start
 
 
