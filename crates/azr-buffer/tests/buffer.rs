@@ -1,0 +1,417 @@
+//! Semantics of the buffer: dedup, sampling, windows, eviction, durability, bad input.
+
+use azr_buffer::{BufferConfig, Error, Eviction, TaskBuffer, TaskType};
+use proptest::prelude::*;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+const D: TaskType = TaskType::Deduction;
+
+fn record(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"program": "def f(a):\n    return a + {i}", "input": "1", "output": "{}"}}"#,
+        i + 1
+    )
+    .into_bytes()
+}
+
+fn filled(n: usize, config: BufferConfig) -> TaskBuffer {
+    let buffer = TaskBuffer::new(config).unwrap();
+    for i in 0..n {
+        assert!(buffer.add(D, &record(i), i as u64 / 10).unwrap());
+    }
+    buffer
+}
+
+fn ids(entries: &[std::sync::Arc<azr_buffer::Entry>]) -> Vec<u64> {
+    entries.iter().map(|e| e.id).collect()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("azr-buffer-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn duplicates_are_refused_and_counted() {
+    let buffer = filled(3, BufferConfig::default());
+    let reformatted = br#"{"program": "def f(a):   \r\n\n    return a + 1\n", "input": " 1 ", "output": "other"}"#;
+    assert!(!buffer.add(D, reformatted, 5).unwrap());
+    assert!(
+        buffer.add(TaskType::Abduction, reformatted, 5).unwrap(),
+        "dedup is per task type"
+    );
+    assert_eq!(buffer.stats(D).duplicates, 1);
+    assert_eq!(buffer.count(D), 3);
+    let off = TaskBuffer::new(BufferConfig {
+        dedup: false,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(off.add(D, &record(0), 0).unwrap() && off.add(D, &record(0), 0).unwrap());
+}
+
+#[test]
+fn duplicates_within_one_batch_are_refused() {
+    let buffer = TaskBuffer::new(BufferConfig::default()).unwrap();
+    let r = record(1);
+    let got = buffer
+        .add_many(&[(D, &r, 0), (D, &r, 0), (D, &record(2), 0)])
+        .unwrap();
+    assert_eq!(got, vec![true, false, true]);
+}
+
+proptest! {
+    #[test]
+    fn a_draw_never_repeats_an_entry(n in 0usize..200, k in 0usize..40, seed in any::<u64>()) {
+        let buffer = filled(n, BufferConfig::default());
+        let draw = buffer.sample(D, k, Some(seed));
+        prop_assert_eq!(draw.len(), k.min(n));
+        let unique: HashSet<u64> = draw.iter().map(|e| e.id).collect();
+        prop_assert_eq!(unique.len(), draw.len());
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_draw(n in 1usize..100, k in 1usize..10, seed in any::<u64>()) {
+        let buffer = filled(n, BufferConfig::default());
+        prop_assert_eq!(ids(&buffer.sample(D, k, Some(seed))), ids(&buffer.sample(D, k, Some(seed))));
+    }
+
+    #[test]
+    fn fifo_keeps_the_newest_and_counts_the_rest(cap in 1usize..50, n in 0usize..200) {
+        let buffer = filled(n, BufferConfig { capacity: Some(cap), ..Default::default() });
+        let live = ids(&buffer.live_entries(D));
+        let expected: Vec<u64> = (n.saturating_sub(cap) as u64..n as u64).collect();
+        prop_assert_eq!(live, expected);
+        prop_assert_eq!(buffer.stats(D).evicted, n.saturating_sub(cap) as u64);
+    }
+
+    #[test]
+    fn reservoir_keeps_capacity_and_counts_the_rest(cap in 1usize..50, n in 0usize..200, seed in any::<u64>()) {
+        let buffer = filled(n, BufferConfig { capacity: Some(cap), eviction: Eviction::Reservoir, seed, ..Default::default() });
+        prop_assert_eq!(buffer.count(D), n.min(cap));
+        prop_assert_eq!(buffer.stats(D).evicted, n.saturating_sub(cap) as u64);
+        let unique: HashSet<u64> = ids(&buffer.live_entries(D)).into_iter().collect();
+        prop_assert_eq!(unique.len(), n.min(cap));
+    }
+
+    #[test]
+    fn solver_batches_take_recent_entries_first(n in 1usize..120, batch in 1usize..80, since in 0u64..14, seed in any::<u64>()) {
+        // `filled` puts entry i at step i / 10.
+        let buffer = filled(n, BufferConfig::default());
+        let got = buffer.solver_batch(D, batch, since, Some(seed));
+        let recent: HashSet<u64> = ids(&buffer.recent(D, since)).into_iter().collect();
+        prop_assert_eq!(got.len(), batch);
+        let distinct_recent: HashSet<u64> = got.iter().map(|e| e.id).filter(|id| recent.contains(id)).collect();
+        let from_recent = distinct_recent.len();
+        prop_assert_eq!(from_recent, recent.len().min(batch));
+        if n >= batch {
+            let unique: HashSet<u64> = ids(&got).into_iter().collect();
+            prop_assert_eq!(unique.len(), batch, "no repeats while the lane has enough entries");
+        }
+    }
+}
+
+#[test]
+fn sampling_is_uniform_by_chi_square() {
+    let (n, k, draws) = (20, 6, 20_000u64);
+    let buffer = filled(n, BufferConfig::default());
+    let mut counts = vec![0f64; n];
+    for seed in 0..draws {
+        for e in buffer.sample(D, k, Some(seed)) {
+            counts[e.id as usize] += 1.0;
+        }
+    }
+    let expected = draws as f64 * k as f64 / n as f64;
+    let chi2: f64 = counts
+        .iter()
+        .map(|c| (c - expected).powi(2) / expected)
+        .sum();
+    // 19 degrees of freedom: P(chi2 > 43.82) = 0.001 under uniformity.
+    assert!(chi2 < 43.82, "chi-square {chi2:.1} with counts {counts:?}");
+}
+
+#[test]
+fn reservoir_keeps_a_uniform_sample_of_everything_seen() {
+    // Entry i survives with probability cap / n whatever its position.
+    let (cap, n, trials) = (10, 40, 4000u64);
+    let mut survived = vec![0f64; n];
+    for seed in 0..trials {
+        let buffer = filled(
+            n,
+            BufferConfig {
+                capacity: Some(cap),
+                eviction: Eviction::Reservoir,
+                seed,
+                ..Default::default()
+            },
+        );
+        for e in buffer.live_entries(D) {
+            survived[e.id as usize] += 1.0;
+        }
+    }
+    let expected = trials as f64 * cap as f64 / n as f64;
+    let chi2: f64 = survived
+        .iter()
+        .map(|c| (c - expected).powi(2) / expected)
+        .sum();
+    // 39 degrees of freedom: P(chi2 > 72.06) = 0.001.
+    assert!(chi2 < 72.06, "chi-square {chi2:.1}");
+}
+
+#[test]
+fn recent_window_is_by_step() {
+    let buffer = filled(35, BufferConfig::default()); // steps 0,0,..,3 (10 per step)
+    assert_eq!(ids(&buffer.recent(D, 3)), (30..35).collect::<Vec<_>>());
+    assert_eq!(buffer.recent(D, 4).len(), 0);
+    assert_eq!(buffer.recent(D, 0).len(), 35);
+    // Out-of-order steps are still found.
+    buffer.add(D, &record(100), 1).unwrap();
+    assert_eq!(buffer.recent(D, 3).len(), 5);
+    assert_eq!(buffer.recent(D, 1).len(), 26);
+}
+
+#[test]
+fn solver_batch_backfills_with_repeats_only_when_short() {
+    let buffer = filled(3, BufferConfig::default());
+    let batch = buffer.solver_batch(D, 8, 100, Some(1));
+    assert_eq!(batch.len(), 8);
+    let unique: HashSet<u64> = ids(&batch).into_iter().collect();
+    assert_eq!(unique.len(), 3);
+    assert!(buffer
+        .solver_batch(TaskType::Induction, 8, 0, Some(1))
+        .is_empty());
+}
+
+#[test]
+fn union_draws_cover_both_buffers() {
+    let buffer = TaskBuffer::new(BufferConfig::default()).unwrap();
+    for i in 0..10 {
+        buffer.add(TaskType::Deduction, &record(i), 0).unwrap();
+        buffer.add(TaskType::Abduction, &record(i), 0).unwrap();
+    }
+    let both = [TaskType::Deduction, TaskType::Abduction];
+    let draw = buffer.sample_union(&both, 20, Some(3), None).unwrap();
+    assert_eq!(draw.len(), 20);
+    let only_abduction = buffer
+        .sample_union(&both, 5, Some(3), Some(&[0.0, 1.0]))
+        .unwrap();
+    assert!(only_abduction
+        .iter()
+        .all(|(t, _)| *t == TaskType::Abduction));
+    assert!(matches!(
+        buffer.sample_union(&both, 5, None, Some(&[1.0])),
+        Err(Error::Config(_))
+    ));
+}
+
+#[test]
+fn bad_records_and_task_types_are_clear_errors() {
+    let buffer = TaskBuffer::new(BufferConfig::default()).unwrap();
+    assert!(matches!(
+        buffer.add(D, b"not json", 0),
+        Err(Error::BadRecord(_))
+    ));
+    assert!(matches!(
+        buffer.add(D, b"[1, 2]", 0),
+        Err(Error::BadRecord(_))
+    ));
+    let err = "deductoin".parse::<TaskType>().unwrap_err();
+    assert!(err.to_string().contains("deductoin"));
+    // A batch with one bad record adds nothing.
+    assert!(buffer
+        .add_many(&[(D, &record(1), 0), (D, b"{", 0)])
+        .is_err());
+    assert_eq!(buffer.len(), 0);
+    assert!(matches!(
+        TaskBuffer::new(BufferConfig {
+            capacity: Some(0),
+            ..Default::default()
+        }),
+        Err(Error::Config(_))
+    ));
+}
+
+#[test]
+fn reopening_restores_entries_counters_and_ids() {
+    let dir = temp_dir("reopen");
+    {
+        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+        for i in 0..50 {
+            buffer
+                .add(TaskType::ALL[i % 3], &record(i), i as u64)
+                .unwrap();
+        }
+        buffer.add(D, &record(0), 9).unwrap();
+        buffer.flush().unwrap();
+    }
+    let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+    assert_eq!(buffer.len(), 50);
+    assert_eq!(buffer.stats(D).duplicates, 1);
+    assert_eq!(buffer.recovery().torn_bytes, 0);
+    assert!(buffer.add(D, &record(1000), 60).unwrap());
+    let newest = buffer.recent(D, 60);
+    assert_eq!(newest[0].id, 50, "ids continue after a restart");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn compaction_keeps_everything_and_replays_eviction() {
+    let dir = temp_dir("compact");
+    let config = BufferConfig {
+        capacity: Some(7),
+        eviction: Eviction::Reservoir,
+        seed: 11,
+        ..Default::default()
+    };
+    let expected;
+    {
+        let buffer = TaskBuffer::open(&dir, config.clone()).unwrap();
+        for i in 0..30 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.compact().unwrap();
+        for i in 30..60 {
+            buffer.add(D, &record(i), 1).unwrap();
+        }
+        buffer.flush().unwrap();
+        expected = ids(&buffer.live_entries(D));
+    }
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    assert!(
+        files.contains(&"snapshot-00000001.bin".to_string())
+            && !files.contains(&"wal-00000000.log".to_string()),
+        "{files:?}"
+    );
+    let buffer = TaskBuffer::open(&dir, config).unwrap();
+    assert_eq!(
+        ids(&buffer.live_entries(D)),
+        expected,
+        "reservoir decisions replay identically"
+    );
+    assert_eq!(buffer.stats(D).evicted, 53);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_torn_tail_is_dropped_with_a_report() {
+    let dir = temp_dir("torn");
+    {
+        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+        for i in 0..10 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.flush().unwrap();
+    }
+    let log = dir.join("wal-00000000.log");
+    let len = std::fs::metadata(&log).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    file.set_len(len - 5).unwrap(); // cut the last record short
+    drop(file);
+    let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+    assert_eq!(buffer.len(), 9);
+    assert!(buffer.recovery().torn_bytes > 0);
+    assert!(
+        buffer.add(D, &record(9), 1).unwrap(),
+        "the lost record can be added again"
+    );
+    buffer.flush().unwrap();
+    drop(buffer);
+    assert_eq!(
+        TaskBuffer::open(&dir, BufferConfig::default())
+            .unwrap()
+            .len(),
+        10
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn corruption_before_the_tail_is_an_error() {
+    let dir = temp_dir("corrupt");
+    {
+        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+        for i in 0..5 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.compact().unwrap();
+        buffer.add(D, &record(5), 0).unwrap();
+        buffer.flush().unwrap();
+    }
+    let snapshot = dir.join("snapshot-00000001.bin");
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    match TaskBuffer::open(&dir, BufferConfig::default()) {
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("checksum"), "{reason}"),
+        other => panic!(
+            "expected a corruption error, got {:?}",
+            other.map(|b| b.len())
+        ),
+    }
+    std::fs::write(dir.join("wal-00000001.log"), b"garbage!and more").unwrap();
+    std::fs::write(&snapshot, b"").unwrap();
+    assert!(matches!(
+        TaskBuffer::open(&dir, BufferConfig::default()),
+        Err(Error::Corrupt { .. })
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unusable_folder_is_a_clear_error() {
+    let file = temp_dir("notadir");
+    std::fs::write(&file, b"x").unwrap();
+    let err = TaskBuffer::open(file.join("buffer"), BufferConfig::default())
+        .err()
+        .expect("cannot create a folder in a file");
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(err.to_string().contains("notadir"), "{err}");
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn a_buffer_folder_is_opened_by_one_owner_at_a_time() {
+    let dir = temp_dir("locked");
+    let first = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+    assert!(matches!(
+        TaskBuffer::open(&dir, BufferConfig::default()),
+        Err(Error::Locked { .. })
+    ));
+    drop(first);
+    assert!(TaskBuffer::open(&dir, BufferConfig::default()).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn jsonl_round_trip() {
+    let source = filled(25, BufferConfig::default());
+    source.add(TaskType::Induction, br#"{"program": "def f(x):\n    return x", "inputs": ["1", "2"], "message": "identity"}"#, 4).unwrap();
+    let mut text = Vec::new();
+    assert_eq!(source.export_jsonl(&mut text).unwrap(), 26);
+    let target = TaskBuffer::new(BufferConfig::default()).unwrap();
+    assert_eq!(target.import_jsonl(&text[..]).unwrap(), (26, 0));
+    assert_eq!(target.import_jsonl(&text[..]).unwrap(), (0, 26));
+    let a: Vec<_> = source
+        .live_entries(D)
+        .iter()
+        .map(|e| (e.step, e.json()))
+        .collect();
+    let b: Vec<_> = target
+        .live_entries(D)
+        .iter()
+        .map(|e| (e.step, e.json()))
+        .collect();
+    assert_eq!(a, b);
+    let err = target
+        .import_jsonl(
+            &b"{\"task_type\": \"deduction\", \"step\": 1, \"record\": {}}\nnot json\n"[..],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("line 2"), "{err}");
+}
