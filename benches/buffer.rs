@@ -3,17 +3,21 @@
 //! locked list (the official code's Python lists in one actor) amounts to.
 //!
 //! - `sample6/{10k,1M}/{1,N}threads`: draws of k=6 distinct entries.
-//! - `add/{1,N}threads`: adding new records (JSON check, content hash, dedup)
-//!   against pushing pre-built entries onto the locked vector.
+//! - `add/{1,N}threads`: adding new records (JSON check, content hash, dedup),
+//!   against the same work done under the one lock of the locked vector.
 //!
 //! `cargo bench -p azr-buffer`; ratios are printed at the end.
 
-use azr_buffer::{BufferConfig, Entry, TaskBuffer, TaskType};
+use azr_buffer::{content_hash, BufferConfig, Entry, TaskBuffer, TaskType};
 use criterion::Criterion;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const D: TaskType = TaskType::Deduction;
+
+/// The baseline: entries and their content hashes behind one lock.
+type LockedList = (Vec<Arc<Entry>>, HashSet<[u8; 16]>);
 
 fn record(i: u64) -> Vec<u8> {
     format!(
@@ -108,19 +112,22 @@ fn adding(c: &mut Criterion) {
         });
         group.bench_function(format!("baseline_mutex_vec/{threads}threads"), |b| {
             b.iter_custom(|iters| {
-                let locked: Mutex<Vec<Arc<Entry>>> = Mutex::new(Vec::new());
-                let entries: Vec<Arc<Entry>> = (0..iters)
-                    .map(|i| {
-                        Arc::new(Entry {
-                            id: i,
-                            step: 0,
-                            hash: [0; 16],
-                            record: record(i).into(),
-                        })
-                    })
-                    .collect();
+                let locked: Mutex<LockedList> = Mutex::new(Default::default());
+                let records: Vec<Vec<u8>> = (0..iters).map(record).collect();
                 parallel(threads, iters, |i| {
-                    locked.lock().unwrap().push(entries[i as usize].clone())
+                    let mut guard = locked.lock().unwrap();
+                    let bytes = &records[i as usize];
+                    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+                    let hash = content_hash(D, &value);
+                    if guard.1.insert(hash) {
+                        let id = guard.0.len() as u64;
+                        guard.0.push(Arc::new(Entry {
+                            id,
+                            step: 0,
+                            hash,
+                            record: bytes.as_slice().into(),
+                        }));
+                    }
                 })
             })
         });

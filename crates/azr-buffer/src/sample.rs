@@ -54,11 +54,19 @@ pub(crate) fn entropy_seed() -> u64 {
 pub(crate) fn distinct(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
     let k = k.min(n);
     let mut chosen: Vec<usize> = Vec::with_capacity(k);
-    let mut seen = std::collections::HashSet::with_capacity(k);
+    // Small draws (the common k = 6) check membership by a linear scan, which
+    // beats hashing; large ones use a set.
+    let mut seen = (k > 32).then(|| std::collections::HashSet::with_capacity(k));
     for j in n - k..n {
         let t = rng.below(j as u64 + 1) as usize;
-        let pick = if seen.contains(&t) { j } else { t };
-        seen.insert(pick);
+        let taken = match &seen {
+            Some(set) => set.contains(&t),
+            None => chosen.contains(&t),
+        };
+        let pick = if taken { j } else { t };
+        if let Some(set) = &mut seen {
+            set.insert(pick);
+        }
         chosen.push(pick);
     }
     // Floyd's picks are uniform as a set; shuffle for a uniform order too.

@@ -14,6 +14,12 @@ create_exception!(
 );
 create_exception!(
     _core,
+    BufferError,
+    AzrError,
+    "A task buffer could not be read, written or used."
+);
+create_exception!(
+    _core,
     SandboxError,
     AzrError,
     "The sandbox could not be set up or was misused."
@@ -28,6 +34,13 @@ create_exception!(
 /// Every error the bindings raise.
 pub enum Error {
     Sandbox(azr_sandbox::Error),
+    Buffer(azr_buffer::Error),
+}
+
+impl From<azr_buffer::Error> for Error {
+    fn from(err: azr_buffer::Error) -> Self {
+        Error::Buffer(err)
+    }
 }
 
 impl From<azr_sandbox::Error> for Error {
@@ -43,6 +56,8 @@ impl From<Error> for PyErr {
                 ConfigError::new_err(e.to_string())
             }
             Error::Sandbox(e) => SandboxError::new_err(e.to_string()),
+            Error::Buffer(e @ azr_buffer::Error::Config(_)) => ConfigError::new_err(e.to_string()),
+            Error::Buffer(e) => BufferError::new_err(e.to_string()),
         }
     }
 }
@@ -52,5 +67,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("AzrError", py.get_type::<AzrError>())?;
     m.add("SandboxError", py.get_type::<SandboxError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("BufferError", py.get_type::<BufferError>())?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `azr._core`: the PyO3 glue over the plain-Rust crates. Nothing but
 //! conversions and GIL handling lives here.
 
+mod buffer;
 mod error;
 mod sandbox;
 
@@ -17,5 +18,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sandbox::cache_dir, m)?)?;
     m.add_function(wrap_pyfunction!(sandbox::default_banned_modules, m)?)?;
     m.add_function(wrap_pyfunction!(sandbox::error_kinds, m)?)?;
+    m.add_class::<buffer::PyTaskBuffer>()?;
+    m.add_function(wrap_pyfunction!(buffer::task_types, m)?)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 import click
 
 from azr import __version__
+from azr.cli.buffer import buffer
 from azr.cli.sandbox import sandbox
 
 
@@ -13,6 +14,7 @@ def cli() -> None:
 
 
 cli.add_command(sandbox)
+cli.add_command(buffer)
 
 
 def main() -> None:

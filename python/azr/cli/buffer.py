@@ -1,0 +1,69 @@
+"""``azr buffer``: inspect, export and import durable task buffers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from azr.buffer import BufferError, TaskBuffer
+from azr.tasks.types import TaskType
+
+
+def _open(path: Path, must_exist: bool = True) -> TaskBuffer:
+    if must_exist and not path.is_dir():
+        raise click.ClickException(f"{path}: no buffer folder here")
+    try:
+        return TaskBuffer.open(path)
+    except BufferError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def buffer() -> None:
+    """Inspect, export and import durable task buffers."""
+
+
+@buffer.command("stats")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the stats as one JSON object.")
+def stats_command(path: Path, as_json: bool) -> None:
+    """Counts per task type: live, added, duplicates, evicted."""
+    stats = _open(path).stats()
+    if as_json:
+        click.echo(json.dumps(stats))
+        return
+    table = Table("task type", "live", "added", "duplicates", "evicted", title=str(path))
+    for name in [t.value for t in TaskType] + ["total"]:
+        s = stats[name]
+        table.add_row(name, str(s["live"]), str(s["added"]), str(s["duplicates"]), str(s["evicted"]))
+    Console().print(table)
+
+
+@buffer.command("export")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+def export_command(path: Path, out: Path) -> None:
+    """Write every live entry of PATH to OUT as JSON lines."""
+    try:
+        n = _open(path).export_jsonl(out)
+    except BufferError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"exported {n} entries to {out}")
+
+
+@buffer.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("source", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+def import_command(path: Path, source: Path) -> None:
+    """Add the entries of a JSON-lines file to the buffer at PATH (created if new)."""
+    buf = _open(path, must_exist=False)
+    try:
+        added, duplicates = buf.import_jsonl(source)
+        buf.flush()
+    except BufferError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"imported {added} entries ({duplicates} duplicates skipped) into {path}")
