@@ -3,8 +3,9 @@
 //! locked list (the official code's Python lists in one actor) amounts to.
 //!
 //! - `sample6/{10k,1M}/{1,N}threads`: draws of k=6 distinct entries.
-//! - `add/{1,N}threads`: adding new records (JSON check, content hash, dedup),
-//!   against the same work done under the one lock of the locked vector.
+//! - `add/{10k,1M}/{1,N}threads`: adding new records (JSON check, content
+//!   hash, dedup) to a filled buffer, against the same work done under the one
+//!   lock of the locked vector.
 //!
 //! `cargo bench -p azr-buffer`; ratios are printed at the end.
 
@@ -98,41 +99,51 @@ fn sampling(c: &mut Criterion) {
 }
 
 fn adding(c: &mut Criterion) {
-    let mut group = c.benchmark_group("add");
-    group.sample_size(20);
-    for threads in [1, cores()] {
-        group.bench_function(format!("azr/{threads}threads"), |b| {
-            b.iter_custom(|iters| {
-                let buffer = TaskBuffer::new(BufferConfig::default()).unwrap();
-                let records: Vec<Vec<u8>> = (0..iters).map(record).collect();
-                parallel(threads, iters, |i| {
-                    buffer.add(D, &records[i as usize], 0).unwrap();
+    for (label, n) in [("10k", 10_000u64), ("1M", 1_000_000)] {
+        let (buffer, _) = filled(n);
+        let locked: Mutex<LockedList> = {
+            let entries = buffer.live_entries(D);
+            let hashes = entries.iter().map(|e| e.hash).collect();
+            Mutex::new((entries, hashes))
+        };
+        // Fresh records for every measured add, numbered past the prefill.
+        let next = std::sync::atomic::AtomicU64::new(n);
+        let mut group = c.benchmark_group(format!("add/{label}"));
+        group.sample_size(20);
+        for threads in [1, cores()] {
+            group.bench_function(format!("azr/{threads}threads"), |b| {
+                b.iter_custom(|iters| {
+                    let base = next.fetch_add(iters, std::sync::atomic::Ordering::Relaxed);
+                    let records: Vec<Vec<u8>> = (base..base + iters).map(record).collect();
+                    parallel(threads, iters, |i| {
+                        buffer.add(D, &records[i as usize], 0).unwrap();
+                    })
                 })
-            })
-        });
-        group.bench_function(format!("baseline_mutex_vec/{threads}threads"), |b| {
-            b.iter_custom(|iters| {
-                let locked: Mutex<LockedList> = Mutex::new(Default::default());
-                let records: Vec<Vec<u8>> = (0..iters).map(record).collect();
-                parallel(threads, iters, |i| {
-                    let mut guard = locked.lock().unwrap();
-                    let bytes = &records[i as usize];
-                    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-                    let hash = content_hash(D, &value);
-                    if guard.1.insert(hash) {
-                        let id = guard.0.len() as u64;
-                        guard.0.push(Arc::new(Entry {
-                            id,
-                            step: 0,
-                            hash,
-                            record: bytes.as_slice().into(),
-                        }));
-                    }
+            });
+            group.bench_function(format!("baseline_mutex_vec/{threads}threads"), |b| {
+                b.iter_custom(|iters| {
+                    let base = next.fetch_add(iters, std::sync::atomic::Ordering::Relaxed);
+                    let records: Vec<Vec<u8>> = (base..base + iters).map(record).collect();
+                    parallel(threads, iters, |i| {
+                        let mut guard = locked.lock().unwrap();
+                        let bytes = &records[i as usize];
+                        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+                        let hash = content_hash(D, &value);
+                        if guard.1.insert(hash) {
+                            let id = guard.0.len() as u64;
+                            guard.0.push(Arc::new(Entry {
+                                id,
+                                step: 0,
+                                hash,
+                                record: bytes.as_slice().into(),
+                            }));
+                        }
+                    })
                 })
-            })
-        });
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 fn mean_ns(group: &str, id: &str) -> Option<f64> {
@@ -157,7 +168,7 @@ fn report() {
         "benchmark", "azr ns/op", "baseline ns/op", "speedup"
     );
     let n = cores();
-    for group in ["sample6/10k", "sample6/1M", "add"] {
+    for group in ["sample6/10k", "sample6/1M", "add/10k", "add/1M"] {
         for threads in [1, n] {
             let dir = group.replace('/', "_");
             let ours = mean_ns(&dir, &format!("azr_{threads}threads"));
