@@ -6,10 +6,10 @@ BUILD_TOOLS = "componentize-py==0.25.1" "maturin>=1.9,<2"
 
 .PHONY: dev test test-rust test-python lint bench demo
 
-## Install azr in editable mode with the test and lint tools.
+## Install azr in editable mode with the CPU training stack and the test and lint tools.
 dev:
 	$(PYTHON) -m pip install -q $(BUILD_TOOLS)
-	$(PYTHON) -m pip install -q -e ".[dev]"
+	$(PYTHON) -m pip install -q -e ".[dev,train]"
 
 ## Install, then run every test: cargo tests of the crates, pytest of the package.
 test: dev test-rust test-python

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 from azr.cli import cli
-from azr.cli.sandbox import serve
+from azr.cli.jsonl import serve
+from azr.cli.sandbox import handle_request
 from azr.sandbox import Sandbox
 from click.testing import CliRunner
 
@@ -71,7 +72,7 @@ def test_validate_flag_applies_proposal_checks() -> None:
 def test_serve_streams_interactively(sandbox: Sandbox) -> None:
     source = io.StringIO(json.dumps({"id": 1, "code": "print(1)"}) + "\n\n")
     sink = io.StringIO()
-    assert serve(sandbox, source, sink, validate=False, window=2) == 1
+    assert serve(lambda line: handle_request(sandbox, line, False), source, sink, window=2) == 1
     assert json.loads(sink.getvalue())["stdout"] == "1\n"
 
 

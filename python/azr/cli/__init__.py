@@ -5,6 +5,7 @@ import click
 from azr import __version__
 from azr.cli.buffer import buffer
 from azr.cli.sandbox import sandbox
+from azr.cli.tasks import grade_command, prompt_command, validate_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +16,9 @@ def cli() -> None:
 
 cli.add_command(sandbox)
 cli.add_command(buffer)
+cli.add_command(prompt_command)
+cli.add_command(validate_command)
+cli.add_command(grade_command)
 
 
 def main() -> None:

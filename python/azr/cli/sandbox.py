@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import queue
+import os
 import sys
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from azr.cli.jsonl import parse_request, serve
 from azr.sandbox import ExecResult, Sandbox, SandboxError
 
 
-def _limits(f: Any) -> Any:
+def limits(f: Any) -> Any:
     f = click.option(
         "--timeout",
         "timeout_s",
@@ -35,7 +33,7 @@ def _limits(f: Any) -> Any:
     return f
 
 
-def _make_sandbox(timeout_s: float, memory_mb: int, workers: int) -> Sandbox:
+def make_sandbox(timeout_s: float, memory_mb: int, workers: int) -> Sandbox:
     try:
         return Sandbox(timeout_s=timeout_s, memory_mb=memory_mb, workers=workers)
     except SandboxError as exc:
@@ -60,12 +58,9 @@ def _invalid(request_id: Any, message: str) -> dict[str, Any]:
 
 def handle_request(sb: Sandbox, line: str, validate: bool) -> dict[str, Any]:
     """One JSON request line to one response dict; never raises."""
-    try:
-        request = json.loads(line)
-    except ValueError as exc:
-        return _invalid(None, f"not JSON: {exc}")
-    if not isinstance(request, dict):
-        return _invalid(None, "a request must be a JSON object")
+    request, problem = parse_request(line)
+    if request is None:
+        return _invalid(None, problem or "")
     request_id = request.get("id")
     program, code, arg = request.get("program"), request.get("code"), request.get("input", "")
     result: ExecResult
@@ -84,35 +79,8 @@ def handle_request(sb: Sandbox, line: str, validate: bool) -> dict[str, Any]:
     return {"id": request_id, **result.to_dict()}
 
 
-def serve(sb: Sandbox, source: IO[str], sink: IO[str], validate: bool, window: int) -> int:
-    """Answer each request line of `source` on `sink`, in order, `window` at a time.
-
-    A reader thread submits requests as they arrive while this thread writes
-    answers as soon as the oldest is ready, so both a pipe of thousands of
-    requests and an interactive session work. Returns the number answered.
-    """
-    pending: queue.Queue[Future[dict[str, Any]] | None] = queue.Queue(maxsize=window)
-    answered = 0
-    with ThreadPoolExecutor(max_workers=window) as pool:
-
-        def read() -> None:
-            try:
-                for line in source:
-                    if line.strip():
-                        pending.put(pool.submit(handle_request, sb, line, validate))
-            finally:
-                pending.put(None)
-
-        threading.Thread(target=read, name="azr-sandbox-reader", daemon=True).start()
-        while (future := pending.get()) is not None:
-            sink.write(json.dumps(future.result(), ensure_ascii=False) + "\n")
-            sink.flush()
-            answered += 1
-    return answered
-
-
 @sandbox.command("run")
-@_limits
+@limits
 @click.option(
     "--validate",
     is_flag=True,
@@ -126,15 +94,17 @@ def run_command(timeout_s: float, memory_mb: int, workers: int, validate: bool) 
               {"id": any, "code": str}                    runs a script
     Response: {"id", "ok", "output", "error": {"kind", "message"} | null, "stdout", "elapsed_ms"}
     """
-    sb = _make_sandbox(timeout_s, memory_mb, workers)
-    window = max(4, 4 * (workers or _cores()))
-    serve(sb, sys.stdin, sys.stdout, validate, window)
+    sb = make_sandbox(timeout_s, memory_mb, workers)
+    serve(lambda line: handle_request(sb, line, validate), sys.stdin, sys.stdout, window(workers))
 
 
 def _cores() -> int:
-    import os
-
     return os.cpu_count() or 1
+
+
+def window(workers: int) -> int:
+    """Requests in flight: enough to keep every sandbox worker busy."""
+    return max(4, 4 * (workers or _cores()))
 
 
 DEMO = [
@@ -151,12 +121,12 @@ DEMO = [
 
 
 @sandbox.command("demo")
-@_limits
+@limits
 def demo_command(timeout_s: float, memory_mb: int, workers: int) -> None:
     """Validate a few good and hostile programs, then measure throughput."""
     console = Console()
     start = time.perf_counter()
-    sb = _make_sandbox(min(timeout_s, 2.0), memory_mb, workers)
+    sb = make_sandbox(min(timeout_s, 2.0), memory_mb, workers)
     console.print(f"[bold]azr sandbox[/] ready in {time.perf_counter() - start:.2f} s: {sb!r}")
     table = Table("program", "verdict", "output / reason", "ms")
     results = sb.validate_batch([(program, arg) for _, program, arg in DEMO])

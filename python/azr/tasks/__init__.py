@@ -1,5 +1,5 @@
-"""Tasks of Absolute Zero: types and roles (prompts, parsing and rewards land here next)."""
+"""Tasks of Absolute Zero: types, prompts, parsing, validation and rewards."""
 
-from azr.tasks.types import Role, TaskType
+from azr.tasks.types import ZERO_TRIPLET, InductionTask, Proposal, Role, SolverResult, TaskType, Triplet
 
-__all__ = ["Role", "TaskType"]
+__all__ = ["ZERO_TRIPLET", "InductionTask", "Proposal", "Role", "SolverResult", "TaskType", "Triplet"]

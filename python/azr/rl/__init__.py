@@ -1,0 +1,1 @@
+"""Reinforcement learning: Task-Relative REINFORCE++ advantages and the policy loss (torch)."""

@@ -1,0 +1,77 @@
+"""The policy loss of TRR++ (SPEC §5): PPO's clipped surrogate, aggregated as a
+mean over every response token of the batch, minus an entropy bonus, with an
+optional KL penalty against a reference policy (off by default).
+
+With one on-policy pass per batch the ratio is exactly 1 and the clip never
+acts; it matters only when more passes over the same rollouts are configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    loss: torch.Tensor
+    policy: torch.Tensor
+    entropy: torch.Tensor
+    kl: torch.Tensor
+    clip_fraction: torch.Tensor
+    approx_kl: torch.Tensor
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the positions where ``mask`` is 1 (0 when there are none)."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each ``tokens[b, t]`` under ``logits[b, t]`` (already shifted)."""
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of each next-token distribution, ``[B, T]``."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_eps: float = 0.2,
+    entropy: torch.Tensor | None = None,
+    entropy_coef: float = 0.001,
+    ref_logprobs: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+) -> LossTerms:
+    """The TRR++ loss over a batch of ``[B, T]`` response tokens.
+
+    ``loss = mean_tokens(max(−A·ρ, −A·clip(ρ, 1±ε))) − c_H · mean_tokens(H) + c_KL · mean_tokens(KL)``
+    with ``ρ = exp(logπ − logπ_old)`` and the k3 estimator
+    ``KL = exp(ref − logπ) − (ref − logπ) − 1`` when a reference is given.
+    """
+    if advantages.ndim == 1:
+        advantages = advantages[:, None].expand_as(logprobs)
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    policy = masked_mean(torch.maximum(unclipped, clipped), mask)
+    zero = policy.new_zeros(())
+    ent = masked_mean(entropy, mask) if entropy is not None else zero
+    kl = zero
+    if ref_logprobs is not None and kl_coef:
+        delta = ref_logprobs - logprobs
+        kl = masked_mean(torch.exp(delta) - delta - 1.0, mask)
+    with torch.no_grad():
+        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip_eps).to(ratio.dtype), mask)
+        approx_kl = masked_mean(0.5 * (logprobs - old_logprobs) ** 2, mask)
+    loss = policy - entropy_coef * ent + kl_coef * kl
+    return LossTerms(loss, policy, ent, kl, clip_fraction, approx_kl)
