@@ -160,6 +160,11 @@ def test_reward_hacks_earn_nothing(sandbox: Sandbox) -> None:
         Graded(TaskType.DEDUCTION, r1("```output\n__import__('builtins').True\n```"), triplet=TRIPLET),
         Graded(
             TaskType.DEDUCTION,
+            r1("```output\ntype('A', (), {'__eq__': lambda s, o: True})()\n```"),
+            triplet=TRIPLET,
+        ),
+        Graded(
+            TaskType.DEDUCTION,
             r1("```output\n1\n```"),
             triplet=Triplet("def f(a):\n    return a", "True", "True"),
         ),

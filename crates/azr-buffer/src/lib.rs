@@ -30,7 +30,6 @@ mod entry;
 mod error;
 mod sample;
 mod slots;
-mod sync;
 mod task;
 mod wal;
 

@@ -8,7 +8,7 @@
 //! or clear a published slot (eviction) while readers keep whatever `Arc` they
 //! already loaded.
 
-use crate::sync::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use arc_swap::ArcSwapOption;
 use std::sync::{Arc, OnceLock};
 

@@ -1,0 +1,299 @@
+"""The run configuration: typed dataclasses, loaded from YAML plus dotted
+overrides (``trainer.lr=1e-6``). Unknown keys and ill-typed values are errors
+that name the key (and the nearest valid one); the resolved config is what a
+run folder stores as ``config.yaml``.
+
+Defaults follow SPEC (the official code's settings); the presets in
+``configs/`` name the paper's models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from azr._core import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    path: str = "tiny"
+    """``tiny`` (built locally on first use), a local folder, a hub id, or
+    ``package:MODULE/FILE.gguf`` for a GGUF file shipped inside a Python package."""
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    """Training and generation precision."""
+    template: Literal["r1", "chat"] = "r1"
+    """Prompt template: ``r1`` for base models (the paper's default), ``chat`` for instruct models."""
+    revision: str | None = None
+    """Hub revision, for hub ids."""
+
+
+@dataclass
+class RolloutConfig:
+    backend: Literal["hf", "vllm"] = "hf"
+    """``hf`` (transformers generation, CPU or GPU) or ``vllm``."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_prompt_tokens: int = 6144
+    max_response_tokens: int = 8096
+    batch_size: int = 8
+    """Prompts generated at once by the ``hf`` backend."""
+
+
+@dataclass
+class TrainerConfig:
+    backend: Literal["torch", "deepspeed"] = "torch"
+    lr: float = 1e-6
+    """AdamW learning rate, constant."""
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    micro_batch_size: int = 4
+    """Sequences per forward/backward pass; gradients accumulate over the whole batch."""
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class SelfPlayConfig:
+    batch_size: int = 64
+    """Sequences per (task type, role) batch: B in SPEC §5 (6·B per step)."""
+    references: int = 6
+    """K reference triplets shown to deduction and abduction proposers."""
+    learnability_rollouts: int = 8
+    """Solver rollouts per valid proposal to estimate its solve rate."""
+    unlearnable_reward: float = -0.5
+    """Proposer reward when the solve rate is 0 or 1 (official code; the paper uses 0)."""
+    seed_factor: int = 4
+    """Seeding stops at seed_factor · batch_size valid distinct triplets."""
+    buffer_filter: Literal["all", "non_trivial", "non_extreme"] = "all"
+    """Which valid proposals enter the buffers."""
+    advantage_weighting: Literal["token", "sequence"] = "token"
+    """TRR++ mean/std over response tokens (official) or over sequences (paper)."""
+    clip_eps: float = 0.2
+    entropy_coef: float = 0.001
+    kl_coef: float = 0.0
+    """KL penalty against the initial policy; 0 means no reference model."""
+    ppo_epochs: int = 1
+    """Optimizer passes per batch; with 1 the update is exactly on-policy."""
+    induction_inputs: int = 10
+    induction_visible: int = 5
+    single_function: bool = True
+    """Reject proposals with more than one function or any class."""
+
+
+@dataclass
+class SandboxSettings:
+    timeout_s: float = 10.0
+    memory_mb: int = 256
+    workers: int = 0
+    """Parallel executions; 0 means one per core."""
+    max_output_chars: int = 10_000
+
+
+@dataclass
+class BufferSettings:
+    capacity: int | None = None
+    """Most entries per task type; None keeps all."""
+    eviction: Literal["fifo", "reservoir"] = "fifo"
+    dedup: bool = True
+
+
+@dataclass
+class RunConfig:
+    steps: int = 500
+    """Train until this step in total (a budget, not a paper setting)."""
+    save_every: int = 10
+    eval_every: int = 0
+    """In-distribution evaluation every N steps; 0 turns it off."""
+    seed: int = 0
+    out: str = "runs/azr"
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "azr"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    buffer: BufferSettings = field(default_factory=BufferSettings)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    """``value`` as type ``tp``, or a ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            choices = ", ".join(repr(a) for a in typing.get_args(tp))
+            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} does not fit {tp}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_check(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{prefix}{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
+    values = {}
+    for name in names:
+        if name not in data:
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            values[name] = _build(tp, data[name], f"{prefix}{name}.")
+        else:
+            values[name] = _check(data[name], tp, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.sub=value`` with the value read as YAML (``1e-6`` is a number, ``null`` is None)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: {exc}") from exc
+    return key.strip(), _numbers(value)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return _numbers(data)
+
+
+_SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _numbers(node: Any) -> Any:
+    """Read what YAML 1.1 leaves as the string '1e-6' as the number it means."""
+    if isinstance(node, dict):
+        return {k: _numbers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_numbers(v) for v in node]
+    if isinstance(node, str) and _SCIENTIFIC.fullmatch(node):
+        return float(node)
+    return node
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file (if any), then the dotted overrides."""
+    data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    config: Config = _build(Config, data, "")
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Relations between keys that types alone cannot express."""
+    s = config.selfplay
+    positive = {
+        "selfplay.batch_size": s.batch_size,
+        "selfplay.learnability_rollouts": s.learnability_rollouts,
+        "selfplay.induction_inputs": s.induction_inputs,
+        "selfplay.ppo_epochs": s.ppo_epochs,
+        "trainer.micro_batch_size": config.trainer.micro_batch_size,
+        "rollout.max_response_tokens": config.rollout.max_response_tokens,
+        "run.steps": config.run.steps,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    if not 0 < s.induction_visible < s.induction_inputs:
+        raise ConfigError("selfplay.induction_visible must be between 1 and selfplay.induction_inputs - 1")
+    if config.trainer.lr <= 0 or config.sandbox.timeout_s <= 0:
+        raise ConfigError("trainer.lr and sandbox.timeout_s must be positive")
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    def plain(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple) else v
+
+    return {
+        section.name: {k: plain(v) for k, v in dataclasses.asdict(getattr(config, section.name)).items()}
+        for section in dataclasses.fields(config)
+    }
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as YAML (loads back to the same config)."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,75 @@
+"""The typed config: YAML plus dotted overrides, clear errors, presets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from azr import ConfigError
+from azr.config import Config, dump_config, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_follow_spec() -> None:
+    c = load_config()
+    assert (c.selfplay.batch_size, c.selfplay.references, c.selfplay.learnability_rollouts) == (64, 6, 8)
+    assert (c.trainer.lr, c.trainer.weight_decay, c.trainer.grad_clip) == (1e-6, 0.01, 1.0)
+    assert (c.selfplay.clip_eps, c.selfplay.entropy_coef, c.selfplay.unlearnable_reward) == (0.2, 0.001, -0.5)
+    assert (c.rollout.max_prompt_tokens, c.rollout.max_response_tokens) == (6144, 8096)
+
+
+def test_file_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("trainer:\n  lr: 3e-6\nselfplay:\n  batch_size: 16\n")
+    c = load_config(path, ["selfplay.batch_size=32", "buffer.capacity=100", "trainer.betas=[0.9, 0.95]"])
+    assert c.trainer.lr == 3e-6 and c.selfplay.batch_size == 32 and c.buffer.capacity == 100
+    assert c.trainer.betas == (0.9, 0.95)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["selfplay.batchsize=8"], "did you mean 'selfplay.batch_size'"),
+        (["trainr.lr=1"], "did you mean 'trainer'"),
+        (["trainer.lr=fast"], "expected a number"),
+        (["selfplay.batch_size=2.5"], "expected an integer"),
+        (["run.tensorboard=maybe"], "expected true or false"),
+        (["rollout.backend=tgi"], "not one of"),
+        (["selfplay.batch_size=0"], "at least 1"),
+        (["selfplay.induction_visible=10"], "induction_visible"),
+        (["noequals"], "key=value"),
+        (["trainer=3"], "expected a mapping"),
+    ],
+)
+def test_bad_overrides_name_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="No such file"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("trainer: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(listy)
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    c = load_config(None, ["model.path=/models/x", "buffer.eviction=reservoir", "run.steps=7"])
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(c))
+    assert load_config(path) == c
+    assert load_config(path) != Config()
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_preset_loads(preset: Path) -> None:
+    c = load_config(preset)
+    assert c.model.path
