@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from azr import ConfigError
 from azr.config import Config, dump_config, load_config
 

@@ -194,7 +194,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if name not in data:
             continue
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             values[name] = _build(tp, data[name], f"{prefix}{name}.")
         else:
             values[name] = _check(data[name], tp, f"{prefix}{name}")
