@@ -4,6 +4,7 @@ import click
 
 from azr import __version__
 from azr.cli.buffer import buffer
+from azr.cli.model import model
 from azr.cli.sandbox import sandbox
 from azr.cli.tasks import grade_command, prompt_command, validate_command
 
@@ -16,6 +17,7 @@ def cli() -> None:
 
 cli.add_command(sandbox)
 cli.add_command(buffer)
+cli.add_command(model)
 cli.add_command(prompt_command)
 cli.add_command(validate_command)
 cli.add_command(grade_command)

@@ -1,0 +1,146 @@
+"""Model sources: the tiny model built on the spot, local folders, hub ids,
+and GGUF files shipped inside Python packages.
+
+``tiny`` is a 2-layer Qwen2-architecture model (head_dim 64, so vLLM's CPU
+build can serve it too) with a byte-level BPE tokenizer trained here on the
+method's own prompts and some standard-library Python. Building it takes
+seconds, needs no download, and gives the same files for the same seed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+from pathlib import Path
+from typing import Any
+
+from azr._core import ConfigError
+
+TINY = "tiny"
+PACKAGE_PREFIX = "package:"
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _corpus() -> list[str]:
+    """Text the tiny tokenizer learns from: our prompts and some Python."""
+    import ast
+    import collections
+    import json
+    import textwrap
+
+    from azr.tasks import prompts
+    from azr.tasks.types import ZERO_TRIPLET, InductionTask, Role, TaskType
+
+    induction = InductionTask(ZERO_TRIPLET.program, ("1",) * 10, ("1",) * 10, "returns its input")
+    texts = [
+        prompts.render(
+            prompts.instruction(
+                t,
+                r,
+                references=[ZERO_TRIPLET],
+                triplet=ZERO_TRIPLET,
+                program=ZERO_TRIPLET.program,
+                induction=induction,
+            )
+        )
+        for t in TaskType
+        for r in Role
+    ]
+    texts += [inspect.getsource(m) for m in (textwrap, json.encoder, collections, ast)]
+    texts += ["<think> </think> <answer> </answer> ```python ```input ```output ```message"] * 50
+    return texts
+
+
+def build_tiny(out: str | os.PathLike[str], seed: int = 0, vocab_size: int = 2048) -> Path:
+    """Write a tiny Qwen2 model and its tokenizer to ``out`` (HF format, safetensors)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_corpus(), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>", padding_side="left"
+    )
+    tokenizer.chat_template = CHATML
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=16384,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("AZR_CACHE_DIR", Path(base) / "azr"))
+
+
+def _package_gguf(spec: str) -> tuple[Path, str]:
+    """``package:MODULE[/FILE.gguf]`` → (folder, file name) inside the installed package."""
+    rest = spec[len(PACKAGE_PREFIX) :]
+    module, _, name = rest.partition("/")
+    found = importlib.util.find_spec(module)
+    if found is None or not found.submodule_search_locations:
+        raise ConfigError(f"model.path {spec!r}: the package {module!r} is not installed")
+    folder = Path(next(iter(found.submodule_search_locations)))
+    files = [p for p in folder.rglob("*.gguf") if not name or p.name == name]
+    if not files:
+        raise ConfigError(f"model.path {spec!r}: no .gguf file in {folder}")
+    return files[0].parent, files[0].name
+
+
+def resolve(path: str, revision: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Where ``from_pretrained`` should load ``model.path`` from, with its extra arguments.
+
+    ``tiny`` is built once into the cache; a GGUF file inside a package is
+    converted once into a cached HF folder; anything else (a folder or a hub
+    id) goes to transformers as it is, which reports missing folders and ids.
+    """
+    if path == TINY:
+        folder = _cache_root() / "models" / "tiny-seed0"
+        if not (folder / "config.json").is_file():
+            build_tiny(folder)
+        return str(folder), {}
+    if path.startswith(PACKAGE_PREFIX):
+        folder, name = _package_gguf(path)
+        converted = _cache_root() / "models" / name.removesuffix(".gguf")
+        if not (converted / "config.json").is_file():
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(converted)
+            AutoModelForCausalLM.from_pretrained(folder, gguf_file=name).save_pretrained(converted)
+        return str(converted), {}
+    local = Path(path).expanduser()
+    if local.exists() and not (local / "config.json").is_file():
+        raise ConfigError(f"model.path {path!r}: a folder without config.json is not a model")
+    return (str(local) if local.exists() else path), ({"revision": revision} if revision else {})

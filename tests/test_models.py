@@ -1,0 +1,76 @@
+"""Model sources: the tiny model built offline, and clear errors for bad paths."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from azr import ConfigError
+
+pytest.importorskip(
+    "transformers", reason="model building needs the training stack: pip install 'azr[train]'"
+)
+
+from azr.models import build_tiny, resolve
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+def test_tiny_loads_and_generates_offline(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    assert model.config.model_type == "qwen2"
+    assert model.config.hidden_size // model.config.num_attention_heads == 64
+    prompt = "User: write f\nAssistant: <think>"
+    ids = tok([prompt], return_tensors="pt")
+    torch.manual_seed(0)
+    out = model.generate(**ids, max_new_tokens=5, do_sample=True, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] <= ids["input_ids"].shape[1] + 5
+    assert tok.decode(tok(prompt)["input_ids"]) == prompt
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert chat.endswith("<|im_start|>assistant\n")
+
+
+def test_the_same_seed_builds_the_same_model(tiny: Path, tmp_path: Path) -> None:
+    again = build_tiny(tmp_path / "again")
+    for name in ("model.safetensors", "tokenizer.json"):
+        assert (
+            hashlib.sha256((tiny / name).read_bytes()).digest()
+            == hashlib.sha256((again / name).read_bytes()).digest()
+        )
+
+
+def test_resolve_builds_tiny_once_into_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZR_CACHE_DIR", str(tmp_path))
+    folder, kwargs = resolve("tiny")
+    assert Path(folder, "config.json").is_file() and kwargs == {}
+    stamp = Path(folder, "model.safetensors").stat().st_mtime_ns
+    assert resolve("tiny")[0] == folder
+    assert Path(folder, "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_bad_model_paths_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"without config\.json"):
+        resolve(str(tmp_path))
+    with pytest.raises(ConfigError, match="not installed"):
+        resolve("package:azr_no_such_package")
+    assert resolve("Qwen/Qwen2.5-Coder-7B", "main") == ("Qwen/Qwen2.5-Coder-7B", {"revision": "main"})
+
+
+def test_cli_builds_tiny(tmp_path: Path) -> None:
+    from azr.cli import cli
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli, ["model", "tiny", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m" / "model.safetensors").is_file()
