@@ -27,3 +27,12 @@ def cruxeval_path() -> Path:
     if not path.is_file():
         pytest.fail(f"CRUXEval data not found at {path}; set AZR_SHARED_DATA to the shared data folder")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model, built once per test session (needs the training stack)."""
+    pytest.importorskip("transformers", reason="needs the training stack: pip install 'azr[train]'")
+    from azr.models import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny-model"))

@@ -1,0 +1,41 @@
+"""The rollout interface every engine implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1
+    """Samples per prompt."""
+    temperature: float = 1.0
+    """0 means greedy decoding."""
+    top_p: float = 1.0
+    max_tokens: int = 8096
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    prompt_ids: list[int]
+    token_ids: list[int]
+    """Generated tokens, the end-of-sequence token included when one was produced."""
+    text: str
+    """The generated text without special tokens."""
+    logprobs: list[float]
+    """Log-probability of each generated token under the sampling distribution."""
+    finished: bool
+    """Whether generation stopped at end-of-sequence (not at the length limit)."""
+
+
+class RolloutEngine(Protocol):
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        """``params.n`` completions for each prompt, in order."""
+        ...
+
+    def load_weights(self, state_dict: dict[str, Any]) -> None:
+        """Take the trainer's latest weights."""
+        ...
