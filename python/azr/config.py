@@ -74,6 +74,10 @@ class SelfPlayConfig:
     """Proposer reward when the solve rate is 0 or 1 (official code; the paper uses 0)."""
     seed_factor: int = 4
     """Seeding stops at seed_factor · batch_size valid distinct triplets."""
+    seed_buffer: str | None = None
+    """Start from these seed tasks (an ``azr seed`` folder or a JSON-lines export) instead of seeding."""
+    seed_max_rounds: int = 64
+    """Seeding also stops after this many proposal rounds (a weak model may never reach the target)."""
     buffer_filter: Literal["all", "non_trivial", "non_extreme"] = "all"
     """Which valid proposals enter the buffers."""
     advantage_weighting: Literal["token", "sequence"] = "token"

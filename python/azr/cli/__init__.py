@@ -7,6 +7,7 @@ from azr.cli.buffer import buffer
 from azr.cli.model import model
 from azr.cli.sandbox import sandbox
 from azr.cli.tasks import grade_command, prompt_command, validate_command
+from azr.cli.train import plot_command, seed_command, train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +22,9 @@ cli.add_command(model)
 cli.add_command(prompt_command)
 cli.add_command(validate_command)
 cli.add_command(grade_command)
+cli.add_command(train_command)
+cli.add_command(seed_command)
+cli.add_command(plot_command)
 
 
 def main() -> None:

@@ -1,0 +1,342 @@
+"""The Absolute Zero self-play step, top to bottom.
+
+One model plays both roles on three task types (deduction, abduction,
+induction). A step:
+
+1. **Propose.** For each task type, B proposer prompts: deduction and
+   abduction show K reference triplets drawn uniformly from their buffer;
+   induction shows one program drawn from deduction ∪ abduction.
+2. **Validate.** Every proposal goes through the sandbox's checks (SPEC §3),
+   all in one parallel batch; the sandbox computes every gold output.
+3. **Learnability.** Each valid proposal is solved n times by the current
+   policy (not trained on); its solve rate ``acc`` gives the proposer reward
+   ``1 − acc`` (or ``unlearnable_reward`` when acc is 0 or 1); invalid or badly
+   formatted proposals get −1. Valid tasks enter their buffer.
+4. **Solve.** For each task type, a "max_new" batch of B tasks (this step's
+   new ones first, filled uniformly from the buffer) is answered and graded
+   in the sandbox: +1 correct, −0.5 wrong, −1 badly formatted.
+5. **TRR++.** Rewards are normalized within each of the six (task, role)
+   groups: ``A = (R − mean) / (std + ε)``, mean and std over the group's
+   response tokens (or its sequences). The reward sits on the last token with
+   γ = 1, so every token of a response shares its advantage.
+6. **Update.** One optimizer step on all 6·B responses: PPO's clipped
+   surrogate with token-mean aggregation, minus 0.001 × entropy, no KL. With
+   one on-policy pass the ratio is 1 and the clip never acts.
+7. **Sync.** The rollout engine takes the new weights.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from azr.buffer import TaskBuffer
+from azr.config import Config
+from azr.rl.advantages import group_normalize
+from azr.rollout import Completion, RolloutEngine, SamplingParams
+from azr.sandbox import Sandbox
+from azr.tasks import prompts
+from azr.tasks.rewards import proposer_reward
+from azr.tasks.types import ZERO_TRIPLET, InductionTask, Proposal, Role, TaskType, Triplet
+from azr.tasks.validation import (
+    Graded,
+    Rules,
+    as_induction,
+    as_triplet,
+    grade,
+    parse_proposal,
+    validate_proposals,
+)
+from azr.train import Sample, Trainer
+
+PROPOSE_TYPES = (TaskType.DEDUCTION, TaskType.ABDUCTION)
+#: Reasons that come from running a proposal (so it reached the sandbox).
+SANDBOX_KINDS = {
+    "syntax",
+    "banned_import",
+    "runtime",
+    "timeout",
+    "memory",
+    "nondeterministic",
+    "unrepresentable_output",
+    "output_too_large",
+    "invalid_request",
+}
+
+
+@dataclass
+class Scored:
+    """A generated response with its reward, ready for TRR++."""
+
+    task: TaskType
+    role: Role
+    completion: Completion
+    reward: float
+
+
+class SelfPlay:
+    """Runs seeding and steps; owns nothing it does not need to."""
+
+    def __init__(
+        self,
+        config: Config,
+        sandbox: Sandbox,
+        buffer: TaskBuffer,
+        rollout: RolloutEngine,
+        trainer: Trainer,
+        tokenizer: Any,
+        sync: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.sandbox = sandbox
+        self.buffer = buffer
+        self.rollout = rollout
+        self.trainer = trainer
+        self.tokenizer = tokenizer
+        self.sync = sync
+        sp = config.selfplay
+        self.rules = Rules(
+            sp.single_function, sp.induction_inputs, sp.induction_visible, config.model.template
+        )
+        self.timings: dict[str, float] = {}
+        self.sandbox_jobs = 0
+
+    # ------------------------------------------------------------ helpers
+
+    def _render(self, task: TaskType, role: Role, **parts: Any) -> str:
+        text = prompts.instruction(task, role, n_inputs=self.config.selfplay.induction_inputs, **parts)
+        return prompts.render(text, self.config.model.template, self.tokenizer)
+
+    def _params(self, n: int, seed: int) -> SamplingParams:
+        r = self.config.rollout
+        return SamplingParams(
+            n=n, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_response_tokens, seed=seed
+        )
+
+    def _timed(self, phase: str, start: float) -> None:
+        self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - start
+
+    def _references(self, task: TaskType, seed: int) -> list[Triplet]:
+        refs = [
+            Triplet.from_record(r) for r in self.buffer.sample(task, self.config.selfplay.references, seed)
+        ]
+        return refs or [ZERO_TRIPLET]
+
+    def _induction_programs(self, count: int, seed: int) -> list[str]:
+        drawn = [r["program"] for _, r in self.buffer.sample_union(list(PROPOSE_TYPES), count, seed)]
+        drawn = drawn or [ZERO_TRIPLET.program]
+        return [drawn[i % len(drawn)] for i in range(count)]
+
+    def _proposer_prompts(self, task: TaskType, count: int, seed: int) -> tuple[list[str], list[str | None]]:
+        """Prompts, and for induction the program each one shows."""
+        if task is TaskType.INDUCTION:
+            programs = self._induction_programs(count, seed)
+            return [self._render(task, Role.PROPOSE, program=p) for p in programs], list(programs)
+        rendered = [
+            self._render(task, Role.PROPOSE, references=self._references(task, seed * 1000 + i))
+            for i in range(count)
+        ]
+        return rendered, [None] * count
+
+    def _solver_prompt(self, task: TaskType, record: dict[str, Any]) -> tuple[str, Graded]:
+        if task is TaskType.INDUCTION:
+            ind = InductionTask.from_record(record)
+            return self._render(task, Role.SOLVE, induction=ind), Graded(task, "", induction=ind)
+        t = Triplet.from_record(record)
+        return self._render(task, Role.SOLVE, triplet=t), Graded(task, "", triplet=t)
+
+    def _grade(self, items: Sequence[Graded]) -> list[Any]:
+        start = time.perf_counter()
+        results = grade(self.sandbox, items, self.rules)
+        self._timed("sandbox", start)
+        # Responses that failed the format check never reached the sandbox.
+        self.sandbox_jobs += sum(r.answer is not None for r in results)
+        return results
+
+    # ------------------------------------------------------------ seeding
+
+    def seed(self, target: int, max_rounds: int, seed: int) -> dict[str, float]:
+        """Fill the deduction and abduction buffers from the zero triplet with
+        the untrained policy (no updates) until each holds ``target`` tasks or
+        ``max_rounds`` rounds pass; the zero triplet itself always enters."""
+        for task in PROPOSE_TYPES:
+            self.buffer.add(task, ZERO_TRIPLET.to_record(), 0)
+        rounds = 0
+        while rounds < max_rounds and min(self.buffer.count(t) for t in PROPOSE_TYPES) < target:
+            proposals: list[Proposal] = []
+            for task in PROPOSE_TYPES:
+                rendered, _ = self._proposer_prompts(task, self.config.selfplay.batch_size, seed + rounds)
+                outs = self.rollout.generate(rendered, self._params(1, seed + rounds))
+                proposals += [parse_proposal(task, g[0].text, self.rules) for g in outs]
+            validate_proposals(self.sandbox, proposals, self.rules)
+            for p in proposals:
+                if p.valid:
+                    self.buffer.add(p.task, as_triplet(p).to_record(), 0)
+            rounds += 1
+        self.buffer.flush()
+        return {f"seed/{t.value}/size": float(self.buffer.count(t)) for t in PROPOSE_TYPES} | {
+            "seed/rounds": float(rounds)
+        }
+
+    # ------------------------------------------------------------ the step
+
+    def step(self, step: int, seed: int) -> dict[str, float]:
+        self.timings = {}
+        self.sandbox_jobs = 0
+        sp = self.config.selfplay
+        metrics: dict[str, float] = {}
+        scored: list[Scored] = []
+
+        # 1-2. Propose, then validate every proposal in one sandbox batch.
+        start = time.perf_counter()
+        prompt_sets = {
+            t: self._proposer_prompts(t, sp.batch_size, seed + t_index) for t_index, t in enumerate(TaskType)
+        }
+        flat_prompts = [p for t in TaskType for p in prompt_sets[t][0]]
+        generated = self.rollout.generate(flat_prompts, self._params(1, seed))
+        self._timed("generate", start)
+        proposals: list[tuple[Proposal, Completion]] = []
+        cursor = 0
+        for t in TaskType:
+            for program in prompt_sets[t][1]:
+                completion = generated[cursor][0]
+                cursor += 1
+                proposals.append((parse_proposal(t, completion.text, self.rules, program), completion))
+        start = time.perf_counter()
+        validate_proposals(self.sandbox, [p for p, _ in proposals], self.rules)
+        self._timed("sandbox", start)
+        self.sandbox_jobs += sum(
+            2 * (len(p.inputs or []) if p.task is TaskType.INDUCTION else 1)
+            for p, _ in proposals
+            if p.valid or (p.reason or "").split(":")[0] in SANDBOX_KINDS
+        )
+
+        # 3. Learnability: n solver rollouts of each valid proposal.
+        valid = [(p, c) for p, c in proposals if p.valid]
+        solve_rates: dict[int, float] = {}
+        if valid:
+            tasks = [
+                (
+                    p.task,
+                    as_induction(p, self.rules).to_record()
+                    if p.task is TaskType.INDUCTION
+                    else as_triplet(p).to_record(),
+                )
+                for p, _ in valid
+            ]
+            pairs = [self._solver_prompt(t, r) for t, r in tasks]
+            start = time.perf_counter()
+            outs = self.rollout.generate(
+                [prompt for prompt, _ in pairs], self._params(sp.learnability_rollouts, seed + 17)
+            )
+            self._timed("generate", start)
+            items = [
+                Graded(g.task, c.text, g.triplet, g.induction)
+                for (_, g), group in zip(pairs, outs, strict=True)
+                for c in group
+            ]
+            results = self._grade(items)
+            for i in range(len(valid)):
+                chunk = results[i * sp.learnability_rollouts : (i + 1) * sp.learnability_rollouts]
+                solve_rates[i] = sum(r.correct for r in chunk) / len(chunk)
+        v_index = 0
+        for p, completion in proposals:
+            rate = None
+            if p.valid:
+                rate = solve_rates[v_index]
+                v_index += 1
+                if self._admit(rate):
+                    record = (
+                        as_induction(p, self.rules).to_record()
+                        if p.task is TaskType.INDUCTION
+                        else as_triplet(p).to_record()
+                    )
+                    self.buffer.add(p.task, record, step)
+            reward = proposer_reward(p.format_ok, p.valid, rate, sp.unlearnable_reward)
+            scored.append(Scored(p.task, Role.PROPOSE, completion, reward))
+        for t in TaskType:
+            mine = [(p, s) for (p, _), s in zip(proposals, scored, strict=True) if p.task is t]
+            metrics[f"propose/{t.value}/valid_rate"] = sum(p.valid for p, _ in mine) / max(len(mine), 1)
+            metrics[f"propose/{t.value}/format_rate"] = sum(p.format_ok for p, _ in mine) / max(len(mine), 1)
+            metrics[f"propose/{t.value}/reward"] = sum(s.reward for _, s in mine) / max(len(mine), 1)
+        rates = list(solve_rates.values())
+        metrics["propose/learnability_mean"] = sum(1 - r for r in rates) / len(rates) if rates else 0.0
+
+        # 4. Solve: max_new batches from the buffers, graded in the sandbox.
+        solver_items: list[tuple[str, Graded]] = []
+        for t_index, t in enumerate(TaskType):
+            records = self.buffer.solver_batch(t, sp.batch_size, since_step=step, seed=seed + 100 + t_index)
+            solver_items += [self._solver_prompt(t, r) for r in records]
+        if solver_items:
+            start = time.perf_counter()
+            outs = self.rollout.generate([p for p, _ in solver_items], self._params(1, seed + 29))
+            self._timed("generate", start)
+            graded = [
+                Graded(g.task, group[0].text, g.triplet, g.induction)
+                for (_, g), group in zip(solver_items, outs, strict=True)
+            ]
+            results = self._grade(graded)
+            for g, group, r in zip(graded, outs, results, strict=True):
+                scored.append(Scored(g.task, Role.SOLVE, group[0], r.reward))
+            for t in TaskType:
+                answered = [r for g, r in zip(graded, results, strict=True) if g.task is t]
+                if not answered:
+                    continue
+                n = len(answered)
+                metrics[f"solve/{t.value}/accuracy"] = sum(r.correct for r in answered) / n
+                metrics[f"solve/{t.value}/format_rate"] = sum(r.format_ok for r in answered) / n
+                metrics[f"solve/{t.value}/reward"] = sum(r.reward for r in answered) / n
+
+        # 5-6. TRR++ advantages over the six groups, then one update.
+        start = time.perf_counter()
+        import torch
+
+        rewards = torch.tensor([s.reward for s in scored])
+        lengths = torch.tensor([max(len(s.completion.token_ids), 1) for s in scored])
+        advantages = group_normalize(
+            rewards, [(s.task, s.role) for s in scored], lengths, sp.advantage_weighting
+        )
+        samples = [
+            Sample(
+                s.completion.prompt_ids,
+                s.completion.token_ids,
+                float(a),
+                s.completion.logprobs if sp.ppo_epochs > 1 else None,
+            )
+            for s, a in zip(scored, advantages.tolist(), strict=True)
+        ]
+        for _ in range(sp.ppo_epochs):
+            metrics |= self.trainer.step(samples)
+        self._timed("update", start)
+
+        # 7. Sync the new weights into the rollout engine.
+        start = time.perf_counter()
+        self.sync()
+        self._timed("sync", start)
+
+        self.buffer.flush()
+        metrics |= {f"buffer/{t.value}/size": float(self.buffer.count(t)) for t in TaskType}
+        metrics["tokens/response_mean"] = float(lengths.float().mean())
+        metrics["tokens/response_total"] = float(lengths.sum())
+        metrics |= {f"timing/{k}": v for k, v in self.timings.items()}
+        metrics["sandbox/executions"] = float(self.sandbox_jobs)
+        if self.sandbox_jobs and self.timings.get("sandbox"):
+            metrics["sandbox/executions_per_s"] = self.sandbox_jobs / self.timings["sandbox"]
+        return metrics
+
+    def _admit(self, solve_rate: float) -> bool:
+        rule = self.config.selfplay.buffer_filter
+        if rule == "non_trivial":
+            return solve_rate < 1.0
+        if rule == "non_extreme":
+            return 0.0 < solve_rate < 1.0
+        return True
+
+
+def step_seed(run_seed: int, step: int) -> int:
+    """The seed of every draw in a step: a function of the run seed and the step
+    only, so a resumed run draws exactly what the uninterrupted one would."""
+    return random.Random(run_seed * 1_000_003 + step).randrange(2**31)

@@ -1,0 +1,137 @@
+"""`azr train` end to end on the tiny model: steps, resume, kills, signals, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers", reason="needs the training stack: pip install 'azr[train]'")
+
+from azr.buffer import TaskBuffer
+
+
+def azr(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "azr", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def steps_logged(run: Path) -> list[int]:
+    return [
+        json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()
+    ]
+
+
+def seed_file(path: Path, n: int = 12) -> Path:
+    lines = [
+        {
+            "task_type": "deduction",
+            "step": 0,
+            "record": {"program": f"def f(x):\n    return x * {k}", "input": "3", "output": str(3 * k)},
+        }
+        for k in range(n)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_train_two_steps_then_resume_to_three(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = azr("train", "--out", str(run), "--steps", "2")
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert steps_logged(run) == [1, 2]
+    assert (run / "config.yaml").is_file() and (run / "step_2" / "state.json").is_file()
+    assert (run / "plots" / "metrics.png").is_file()
+    line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("propose/deduction/valid_rate", "buffer/deduction/size", "timing/generate", "train/loss"):
+        assert key in line, key
+    again = azr("train", "--resume", str(run), "--steps", "3")
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert steps_logged(run) == [1, 2, 3]
+    assert (run / "step_3" / "state.json").is_file()
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    seeds = seed_file(tmp_path / "seeds.jsonl")
+    cmd = [
+        sys.executable,
+        "-m",
+        "azr",
+        "train",
+        "--out",
+        str(run),
+        "--steps",
+        "6",
+        "run.save_every=2",
+        f"selfplay.seed_buffer={seeds}",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(run / "step_2" / "state.json", proc)
+    time.sleep(0.7)  # somewhere inside step 3
+    proc.kill()
+    proc.communicate()
+    resumed = azr("train", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert steps_logged(run) == [1, 2, 3, 4, 5, 6], "every step logged exactly once"
+    buffer = TaskBuffer.open(run / "buffer")
+    programs = {e.record["program"] for e in buffer.entries("deduction")}
+    assert {f"def f(x):\n    return x * {k}" for k in range(12)} <= programs, "seed tasks lost"
+
+
+def test_sigterm_checkpoints_and_stops(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "azr", "train", "--out", str(run), "--steps", "50", "run.save_every=100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(run / "step_0" / "state.json", proc)
+    while not (run / "metrics.jsonl").is_file():
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    last = steps_logged(run)[-1]
+    assert (run / f"step_{last}" / "state.json").is_file(), "a checkpoint at the step it stopped"
+    assert "resume with" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--out", "{tmp}/r", "selfplay.batchsize=2"], "did you mean 'selfplay.batch_size'"),
+        (["train", "--out", "{tmp}/r", "model.path={tmp}"], "without config.json"),
+        (["train", "--config", "no-such-preset"], "no such file or preset"),
+        (["train", "--resume", "{tmp}"], "not a run folder"),
+        (["train", "--out", "{tmp}/r", "rollout.backend=vllm"], "not available yet"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tmp_path: Path, args: list[str], message: str) -> None:
+    result = azr(*[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_second_run_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert azr("train", "--out", str(run), "--steps", "1").returncode == 0
+    again = azr("train", "--out", str(run), "--steps", "1")
+    assert again.returncode != 0 and "already holds a run" in again.stderr
