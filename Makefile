@@ -36,4 +36,4 @@ bench:
 	$(PYTHON) benches/sandbox_throughput.py
 
 demo:
-	azr sandbox demo
+	azr train

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,28 @@ def _package_gguf(spec: str) -> tuple[Path, str]:
     return files[0].parent, files[0].name
 
 
+def _convert_gguf(folder: Path, name: str, out: Path) -> None:
+    """De-quantize a GGUF checkpoint into an HF folder (float32 safetensors).
+
+    transformers marks a GGUF-loaded model as not serializable, so its (already
+    de-quantized) weights move into a plain model built from the same config.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(loaded.state_dict())
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp, safe_serialization=True)
+    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)  # an interrupted earlier conversion
+    tmp.replace(out)
+
+
 def resolve(path: str, revision: str | None = None) -> tuple[str, dict[str, Any]]:
     """Where ``from_pretrained`` should load ``model.path`` from, with its extra arguments.
 
@@ -135,10 +158,7 @@ def resolve(path: str, revision: str | None = None) -> tuple[str, dict[str, Any]
         folder, name = _package_gguf(path)
         converted = _cache_root() / "models" / name.removesuffix(".gguf")
         if not (converted / "config.json").is_file():
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(converted)
-            AutoModelForCausalLM.from_pretrained(folder, gguf_file=name).save_pretrained(converted)
+            _convert_gguf(folder, name, converted)
         return str(converted), {}
     local = Path(path).expanduser()
     if local.exists() and not (local / "config.json").is_file():

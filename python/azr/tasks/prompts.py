@@ -49,8 +49,8 @@ def _references(refs: Sequence[Triplet]) -> str:
     return "\n\n".join(f"### Reference {i + 1}\n{_triplet_block(t)}" for i, t in enumerate(refs))
 
 
-def deduction_proposer(references: Sequence[Triplet]) -> str:
-    return f"""Design a new code-reasoning puzzle. You will write a Python function `f` and one input for it. Another solver will see the function and the input and must work out the output by reasoning alone, without running anything. Make the puzzle demanding: the output should take careful step-by-step tracing to predict, yet the code must run.
+def _triplet_proposer(references: Sequence[Triplet], solver_task: str, difficulty: str, example: str) -> str:
+    return f"""Design a new code-reasoning puzzle. You will write a Python function `f` and one input for it. {solver_task} Make the puzzle demanding: {difficulty}, yet the code must run.
 
 {_PROGRAM_RULES}
 
@@ -60,35 +60,26 @@ Here are earlier puzzles with their outputs. Make yours clearly different from a
 
 Put the function in a ```python block and the input in an ```input block inside your answer, for example:
 <answer>
-```python
-def f(nums, k):
-    ...
-```
-```input
-[3, 1, 4], 2
-```
+{example}
 </answer>"""
+
+
+def deduction_proposer(references: Sequence[Triplet]) -> str:
+    return _triplet_proposer(
+        references,
+        "Another solver will see the function and the input and must work out the output by reasoning alone, without running anything.",
+        "the output should take careful step-by-step tracing to predict",
+        "```python\ndef f(nums, k):\n    ...\n```\n```input\n[3, 1, 4], 2\n```",
+    )
 
 
 def abduction_proposer(references: Sequence[Triplet]) -> str:
-    return f"""Design a new code-reasoning puzzle. You will write a Python function `f` and one input for it. Another solver will see the function and the output it gives on your input, and must find an input that produces that output. Make the puzzle demanding: recovering an input should require real insight into the code, yet the code must run.
-
-{_PROGRAM_RULES}
-
-Here are earlier puzzles with their outputs. Make yours clearly different from all of them.
-
-{_references(references)}
-
-Put the function in a ```python block and the input in an ```input block inside your answer, for example:
-<answer>
-```python
-def f(text):
-    ...
-```
-```input
-'some text'
-```
-</answer>"""
+    return _triplet_proposer(
+        references,
+        "Another solver will see the function and the output it gives on your input, and must find an input that produces that output.",
+        "recovering an input should require real insight into the code",
+        "```python\ndef f(text):\n    ...\n```\n```input\n'some text'\n```",
+    )
 
 
 def induction_proposer(program: str, n_inputs: int = 10) -> str:
