@@ -12,7 +12,6 @@
 
 use azr_sandbox::{Job, Sandbox, SandboxConfig};
 use criterion::{BenchmarkId, Criterion};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 

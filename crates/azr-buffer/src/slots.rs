@@ -8,8 +8,8 @@
 //! or clear a published slot (eviction) while readers keep whatever `Arc` they
 //! already loaded.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use arc_swap::ArcSwapOption;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 const FIRST_BUCKET: usize = 32;
