@@ -415,3 +415,18 @@ fn jsonl_round_trip() {
         .unwrap_err();
     assert!(err.to_string().contains("line 2"), "{err}");
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_folder_without_permission_is_a_clear_error() {
+    // sysfs refuses new folders even to root, so this holds wherever CI runs.
+    let err = TaskBuffer::open("/sys/azr-buffer-test", BufferConfig::default())
+        .err()
+        .expect("sysfs is not writable");
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("/sys/azr-buffer-test") && text.contains("not permitted"),
+        "{text}"
+    );
+}
