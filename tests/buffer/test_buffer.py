@@ -209,7 +209,9 @@ def test_stats_are_json_ready() -> None:
     assert stats["total"]["live"] == 1 and stats["capacity"] == 3 and stats["path"] is None
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses Linux's sysfs, which refuses even root")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="uses Linux's sysfs, which refuses even root"
+)
 def test_folder_without_permission_is_a_clear_error() -> None:
     with pytest.raises(BufferError, match="not permitted"):
         TaskBuffer.open("/sys/azr-buffer-test")
