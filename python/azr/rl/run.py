@@ -34,7 +34,7 @@ from rich.table import Table
 
 from azr._core import ConfigError
 from azr.buffer import TaskBuffer
-from azr.config import Config, dump_config, load_config
+from azr.config import Config, dump_config, load_config, to_dict
 from azr.sandbox import Sandbox
 
 STATE = "state.json"
@@ -354,9 +354,7 @@ def _wandb(config: Config, folder: Path) -> Any:
         import wandb  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise ConfigError("run.wandb is on but wandb is not installed (pip install wandb)") from exc
-    wandb.init(
-        project=config.run.wandb_project, dir=str(folder), config=json.loads(json.dumps(dump_config(config)))
-    )
+    wandb.init(project=config.run.wandb_project, dir=str(folder), config=to_dict(config))
     return wandb
 
 
