@@ -10,6 +10,10 @@ from azr.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Tests never download: models and data come from local paths or are built here.
+# Subprocesses (the CLI tests) inherit this.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 
 def shared_data() -> Path:
     """`../shared/data` beside the checkout, or `$AZR_SHARED_DATA`."""

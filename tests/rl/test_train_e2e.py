@@ -121,6 +121,7 @@ def test_sigterm_checkpoints_and_stops(tmp_path: Path) -> None:
         (["train", "--config", "no-such-preset"], "no such file or preset"),
         (["train", "--resume", "{tmp}"], "not a run folder"),
         (["train", "--out", "{tmp}/r", "rollout.backend=vllm"], "not available yet"),
+        (["train", "--out", "{tmp}/r", "model.path=azr-test/no-such-model"], "cannot load the model"),
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path: Path, args: list[str], message: str) -> None:

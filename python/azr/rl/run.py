@@ -71,11 +71,19 @@ class Run:
             )
         path, kwargs = resolve(config.model.path, config.model.revision)
         dtype = torch.bfloat16 if config.model.dtype == "bfloat16" else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         weights = str(resume_from / "model") if resume_from else path
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            weights, dtype=dtype, **({} if resume_from else kwargs)
-        )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                weights, dtype=dtype, **({} if resume_from else kwargs)
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"model.path {config.model.path!r}: cannot load the model: {exc}") from exc
+        if config.model.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError(
+                f"model.template is 'chat' but the tokenizer of {config.model.path!r} has no chat template; "
+                "use model.template=r1"
+            )
         self.model = model.to("cuda") if torch.cuda.is_available() else model
         self.model.eval()
         s, t = config.sandbox, config.trainer
