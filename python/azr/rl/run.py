@@ -291,6 +291,7 @@ def train(
             last = run.selfplay.step(step, step_seed(config.run.seed, step))
             last["timing/step"] = time.perf_counter() - t
             last["sandbox/share_of_step"] = last.get("timing/sandbox", 0.0) / last["timing/step"]
+            last["sandbox/exposed_share_of_step"] = last.get("timing/sandbox_wait", 0.0) / last["timing/step"]
             with metrics_path.open("a") as f:
                 f.write(json.dumps({"step": step, **last}) + "\n")
             if writer is not None:

@@ -6,8 +6,11 @@ induction). A step:
 1. **Propose.** For each task type, B proposer prompts: deduction and
    abduction show K reference triplets drawn uniformly from their buffer;
    induction shows one program drawn from deduction ∪ abduction.
-2. **Validate.** Every proposal goes through the sandbox's checks (SPEC §3),
-   all in one parallel batch; the sandbox computes every gold output.
+2. **Validate.** Every proposal goes through the sandbox's checks (SPEC §3)
+   in parallel batches; the sandbox computes every gold output. Each task
+   type's batch is checked on a sandbox lane while the model generates the
+   next type's, here and in steps 3 and 4, so executor time hides behind
+   generation.
 3. **Learnability.** Each valid proposal is solved n times by the current
    policy (not trained on); its solve rate ``acc`` gives the proposer reward
    ``1 − acc`` (or ``unlearnable_reward`` when acc is 0 or 1); invalid or badly
@@ -30,8 +33,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from azr.buffer import TaskBuffer
 from azr.config import Config
@@ -51,6 +55,8 @@ from azr.tasks.validation import (
     validate_proposals,
 )
 from azr.train import Sample, Trainer
+
+R = TypeVar("R")
 
 PROPOSE_TYPES = (TaskType.DEDUCTION, TaskType.ABDUCTION)
 #: Reasons that come from running a proposal (so it reached the sandbox).
@@ -148,10 +154,45 @@ class SelfPlay:
         t = Triplet.from_record(record)
         return self._render(task, Role.SOLVE, triplet=t), Graded(task, "", triplet=t)
 
-    def _grade(self, items: Sequence[Graded]) -> list[Any]:
+    def _task_record(self, p: Proposal) -> dict[str, Any]:
+        if p.task is TaskType.INDUCTION:
+            return as_induction(p, self.rules).to_record()
+        return as_triplet(p).to_record()
+
+    def _pipelined(
+        self,
+        batches: Sequence[Sequence[str]],
+        n: int,
+        seed: int,
+        work: Callable[[int, list[list[Completion]]], R],
+    ) -> list[R]:
+        """Generate ``batches`` one after another while a sandbox lane runs
+        ``work`` on each finished one, so executor time hides behind
+        generation (the sandbox releases the GIL). Results come back in order."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azr-sandbox-lane") as lane:
+            pending: list[Future[R]] = []
+            for i, prompts_i in enumerate(batches):
+                start = time.perf_counter()
+                outs = self.rollout.generate(list(prompts_i), self._params(n, seed + i)) if prompts_i else []
+                self._timed("generate", start)
+                pending.append(lane.submit(self._lane_work, work, i, outs))
+            start = time.perf_counter()
+            results = [f.result() for f in pending]
+            # The part of the sandbox's time that generation did not hide.
+            self._timed("sandbox_wait", start)
+            return results
+
+    def _lane_work(
+        self, work: Callable[[int, list[list[Completion]]], R], i: int, outs: list[list[Completion]]
+    ) -> R:
         start = time.perf_counter()
+        try:
+            return work(i, outs)
+        finally:
+            self._timed("sandbox", start)
+
+    def _grade(self, items: Sequence[Graded]) -> list[Any]:
         results = grade(self.sandbox, items, self.rules)
-        self._timed("sandbox", start)
         # Responses that failed the format check never reached the sandbox.
         self.sandbox_jobs += sum(r.answer is not None for r in results)
         return results
@@ -190,71 +231,62 @@ class SelfPlay:
         metrics: dict[str, float] = {}
         scored: list[Scored] = []
 
-        # 1-2. Propose, then validate every proposal in one sandbox batch.
-        start = time.perf_counter()
-        prompt_sets = {
-            t: self._proposer_prompts(t, sp.batch_size, seed + t_index) for t_index, t in enumerate(TaskType)
-        }
-        flat_prompts = [p for t in TaskType for p in prompt_sets[t][0]]
-        generated = self.rollout.generate(flat_prompts, self._params(1, seed))
-        self._timed("generate", start)
-        proposals: list[tuple[Proposal, Completion]] = []
-        cursor = 0
-        for t in TaskType:
-            for program in prompt_sets[t][1]:
-                completion = generated[cursor][0]
-                cursor += 1
-                proposals.append((parse_proposal(t, completion.text, self.rules, program), completion))
-        start = time.perf_counter()
-        validate_proposals(self.sandbox, [p for p, _ in proposals], self.rules)
-        self._timed("sandbox", start)
+        # 1-2. Propose; each task type's proposals are validated in the sandbox
+        # while the model generates the next type's.
+        prompt_sets = [self._proposer_prompts(t, sp.batch_size, seed + i) for i, t in enumerate(TaskType)]
+
+        def validate(i: int, outs: list[list[Completion]]) -> list[tuple[Proposal, Completion]]:
+            task, programs = list(TaskType)[i], prompt_sets[i][1]
+            made = [
+                (parse_proposal(task, g[0].text, self.rules, prog), g[0])
+                for prog, g in zip(programs, outs, strict=True)
+            ]
+            validate_proposals(self.sandbox, [p for p, _ in made], self.rules)
+            return made
+
+        proposals = [
+            pc for made in self._pipelined([ps for ps, _ in prompt_sets], 1, seed, validate) for pc in made
+        ]
         self.sandbox_jobs += sum(
             2 * (len(p.inputs or []) if p.task is TaskType.INDUCTION else 1)
             for p, _ in proposals
             if p.valid or (p.reason or "").split(":")[0] in SANDBOX_KINDS
         )
 
-        # 3. Learnability: n solver rollouts of each valid proposal.
-        valid = [(p, c) for p, c in proposals if p.valid]
-        solve_rates: dict[int, float] = {}
-        if valid:
-            tasks = [
-                (
-                    p.task,
-                    as_induction(p, self.rules).to_record()
-                    if p.task is TaskType.INDUCTION
-                    else as_triplet(p).to_record(),
-                )
-                for p, _ in valid
-            ]
-            pairs = [self._solver_prompt(t, r) for t, r in tasks]
-            start = time.perf_counter()
-            outs = self.rollout.generate(
-                [prompt for prompt, _ in pairs], self._params(sp.learnability_rollouts, seed + 17)
-            )
-            self._timed("generate", start)
+        # 3. Learnability: n solver rollouts of each valid proposal, graded
+        # per task type while the next type generates.
+        valid = [p for p, _ in proposals if p.valid]
+        records = {id(p): self._task_record(p) for p in valid}
+        by_type = [[p for p in valid if p.task is t] for t in TaskType]
+        pairs_by_type = [[self._solver_prompt(p.task, records[id(p)]) for p in group] for group in by_type]
+
+        def solve_rates(i: int, outs: list[list[Completion]]) -> list[float]:
             items = [
                 Graded(g.task, c.text, g.triplet, g.induction)
-                for (_, g), group in zip(pairs, outs, strict=True)
+                for (_, g), group in zip(pairs_by_type[i], outs, strict=True)
                 for c in group
             ]
             results = self._grade(items)
-            for i in range(len(valid)):
-                chunk = results[i * sp.learnability_rollouts : (i + 1) * sp.learnability_rollouts]
-                solve_rates[i] = sum(r.correct for r in chunk) / len(chunk)
-        v_index = 0
+            n = sp.learnability_rollouts
+            return [
+                sum(r.correct for r in results[k * n : (k + 1) * n]) / n for k in range(len(pairs_by_type[i]))
+            ]
+
+        rates_by_type = self._pipelined(
+            [[prompt for prompt, _ in pairs] for pairs in pairs_by_type],
+            sp.learnability_rollouts,
+            seed + 17,
+            solve_rates,
+        )
+        solve_rate = {
+            id(p): r
+            for group, rates in zip(by_type, rates_by_type, strict=True)
+            for p, r in zip(group, rates, strict=True)
+        }
         for p, completion in proposals:
-            rate = None
-            if p.valid:
-                rate = solve_rates[v_index]
-                v_index += 1
-                if self._admit(rate):
-                    record = (
-                        as_induction(p, self.rules).to_record()
-                        if p.task is TaskType.INDUCTION
-                        else as_triplet(p).to_record()
-                    )
-                    self.buffer.add(p.task, record, step)
+            rate = solve_rate.get(id(p))
+            if p.valid and rate is not None and self._admit(rate):
+                self.buffer.add(p.task, records[id(p)], step)
             reward = proposer_reward(p.format_ok, p.valid, rate, sp.unlearnable_reward)
             scored.append(Scored(p.task, Role.PROPOSE, completion, reward))
         for t in TaskType:
@@ -262,33 +294,38 @@ class SelfPlay:
             metrics[f"propose/{t.value}/valid_rate"] = sum(p.valid for p, _ in mine) / max(len(mine), 1)
             metrics[f"propose/{t.value}/format_rate"] = sum(p.format_ok for p, _ in mine) / max(len(mine), 1)
             metrics[f"propose/{t.value}/reward"] = sum(s.reward for _, s in mine) / max(len(mine), 1)
-        rates = list(solve_rates.values())
+        rates = list(solve_rate.values())
         metrics["propose/learnability_mean"] = sum(1 - r for r in rates) / len(rates) if rates else 0.0
 
-        # 4. Solve: max_new batches from the buffers, graded in the sandbox.
-        solver_items: list[tuple[str, Graded]] = []
-        for t_index, t in enumerate(TaskType):
-            records = self.buffer.solver_batch(t, sp.batch_size, since_step=step, seed=seed + 100 + t_index)
-            solver_items += [self._solver_prompt(t, r) for r in records]
-        if solver_items:
-            start = time.perf_counter()
-            outs = self.rollout.generate([p for p, _ in solver_items], self._params(1, seed + 29))
-            self._timed("generate", start)
+        # 4. Solve: max_new batches from the buffers, each graded in the
+        # sandbox while the next task type generates.
+        solver_sets = [
+            [
+                self._solver_prompt(t, r)
+                for r in self.buffer.solver_batch(t, sp.batch_size, since_step=step, seed=seed + 100 + i)
+            ]
+            for i, t in enumerate(TaskType)
+        ]
+
+        def grade_answers(i: int, outs: list[list[Completion]]) -> list[tuple[Graded, Completion, Any]]:
             graded = [
                 Graded(g.task, group[0].text, g.triplet, g.induction)
-                for (_, g), group in zip(solver_items, outs, strict=True)
+                for (_, g), group in zip(solver_sets[i], outs, strict=True)
             ]
             results = self._grade(graded)
-            for g, group, r in zip(graded, outs, results, strict=True):
-                scored.append(Scored(g.task, Role.SOLVE, group[0], r.reward))
-            for t in TaskType:
-                answered = [r for g, r in zip(graded, results, strict=True) if g.task is t]
-                if not answered:
-                    continue
+            return [(g, group[0], r) for g, group, r in zip(graded, outs, results, strict=True)]
+
+        answered_by_type = self._pipelined(
+            [[p for p, _ in items] for items in solver_sets], 1, seed + 29, grade_answers
+        )
+        for t, answered in zip(TaskType, answered_by_type, strict=True):
+            for g, completion, r in answered:
+                scored.append(Scored(g.task, Role.SOLVE, completion, r.reward))
+            if answered:
                 n = len(answered)
-                metrics[f"solve/{t.value}/accuracy"] = sum(r.correct for r in answered) / n
-                metrics[f"solve/{t.value}/format_rate"] = sum(r.format_ok for r in answered) / n
-                metrics[f"solve/{t.value}/reward"] = sum(r.reward for r in answered) / n
+                metrics[f"solve/{t.value}/accuracy"] = sum(r.correct for _, _, r in answered) / n
+                metrics[f"solve/{t.value}/format_rate"] = sum(r.format_ok for _, _, r in answered) / n
+                metrics[f"solve/{t.value}/reward"] = sum(r.reward for _, _, r in answered) / n
 
         # 5-6. TRR++ advantages over the six groups, then one update.
         start = time.perf_counter()
