@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 
 from azr.cli import cli
 from azr.cli.jsonl import serve
@@ -13,17 +11,11 @@ from azr.cli.sandbox import handle_request
 from azr.sandbox import Sandbox
 from click.testing import CliRunner
 
+from .jsonl import run_jsonl
+
 
 def _run(lines: list[str], *args: str) -> list[dict[str, object]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "azr", "sandbox", "run", "--timeout", "1", *args],
-        input="\n".join(lines) + "\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [json.loads(line) for line in proc.stdout.splitlines()]
+    return run_jsonl(["sandbox", "run", "--timeout", "1", *args], lines)
 
 
 def test_requests_answered_in_order_with_the_schema() -> None:

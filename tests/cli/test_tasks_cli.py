@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from azr.cli import cli
 from click.testing import CliRunner
 
+from .jsonl import run_jsonl
+
 
 def _jsonl(command: str, lines: list[str]) -> list[dict[str, object]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "azr", command, "--timeout", "2"],
-        input="\n".join(lines) + "\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [json.loads(line) for line in proc.stdout.splitlines()]
+    return run_jsonl([command, "--timeout", "2"], lines)
 
 
 def r1(answer: str) -> str:
