@@ -9,7 +9,7 @@ BUILD_TOOLS = "componentize-py==0.25.1" "maturin>=1.9,<2"
 ## Install azr in editable mode with the CPU training stack and the test and lint tools.
 dev:
 	$(PYTHON) -m pip install -q $(BUILD_TOOLS)
-	$(PYTHON) -m pip install -q -e ".[dev,train]"
+	$(PYTHON) -m pip install -q -e ".[dev,train,eval]"
 
 ## Install, then run every test: cargo tests of the crates, pytest of the package.
 test: dev test-rust test-python

@@ -117,7 +117,12 @@ class RunConfig:
     """Train until this step in total (a budget, not a paper setting)."""
     save_every: int = 10
     eval_every: int = 0
-    """In-distribution evaluation every N steps; 0 turns it off."""
+    """In-distribution evaluation (CruxEval-O and -I, greedy) every N steps; 0 turns it off."""
+    eval_limit: int = 64
+    """Items of each in-distribution set evaluated during training."""
+    eval_data: str = "cruxeval-org/cruxeval"
+    """CruxEval for in-training evaluation: a file or a hub dataset id."""
+    eval_max_tokens: int = 2048
     seed: int = 0
     out: str = "runs/azr"
     tensorboard: bool = True

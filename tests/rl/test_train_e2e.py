@@ -16,6 +16,8 @@ pytest.importorskip("transformers", reason="needs the training stack: pip instal
 
 from azr.buffer import TaskBuffer
 
+from tests.conftest import shared_data
+
 
 def azr(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -44,14 +46,24 @@ def seed_file(path: Path, n: int = 12) -> Path:
 
 def test_train_two_steps_then_resume_to_three(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    first = azr("train", "--out", str(run), "--steps", "2")
+    crux = shared_data() / "eval" / "code" / "cruxeval.jsonl"
+    evals = ("run.eval_every=2", "run.eval_limit=2", "run.eval_max_tokens=8", f"run.eval_data={crux}")
+    first = azr("train", "--out", str(run), "--steps", "2", *evals)
     assert first.returncode == 0, first.stderr + first.stdout
     assert steps_logged(run) == [1, 2]
     assert (run / "config.yaml").is_file() and (run / "step_2" / "state.json").is_file()
+    assert (run / "step_2" / "model" / "tokenizer_config.json").is_file(), (
+        "a checkpoint is a complete HF folder"
+    )
     assert (run / "plots" / "metrics.png").is_file()
-    line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    line = lines[-1]
     for key in ("propose/deduction/valid_rate", "buffer/deduction/size", "timing/generate", "train/loss"):
         assert key in line, key
+    assert "eval/cruxeval_o" not in lines[0], "evaluation runs every run.eval_every steps"
+    for key in ("eval/cruxeval_o", "eval/cruxeval_i", "eval/indist", "timing/eval"):
+        assert key in line, key
+    assert 0.0 <= line["eval/cruxeval_o"] <= 100.0
     again = azr("train", "--resume", str(run), "--steps", "3")
     assert again.returncode == 0, again.stderr + again.stdout
     assert steps_logged(run) == [1, 2, 3]

@@ -4,6 +4,7 @@ import click
 
 from azr import __version__
 from azr.cli.buffer import buffer
+from azr.cli.eval import eval_command
 from azr.cli.model import model
 from azr.cli.sandbox import sandbox
 from azr.cli.tasks import grade_command, prompt_command, validate_command
@@ -25,6 +26,7 @@ cli.add_command(grade_command)
 cli.add_command(train_command)
 cli.add_command(seed_command)
 cli.add_command(plot_command)
+cli.add_command(eval_command)
 
 
 def main() -> None:

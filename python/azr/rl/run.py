@@ -127,6 +127,39 @@ class Run:
         self.selfplay = SelfPlay(
             config, self.sandbox, self.buffer, rollout, self.trainer, self.tokenizer, sync=lambda: None
         )
+        self._eval_samples: Any = None
+        self._grader: Any = None
+        if config.run.eval_every:
+            from azr.eval.data import BENCHMARKS, read_records
+            from azr.eval.grading import Grader
+
+            read_records(
+                config.run.eval_data, BENCHMARKS["cruxeval-o"]
+            )  # a bad source fails now, not at step N
+            self._grader = Grader(s.timeout_s, s.memory_mb, s.workers)
+
+    def evaluate(self) -> dict[str, float]:
+        """The small in-distribution evaluation logged with a step's metrics (``run.eval_every``)."""
+        from azr.eval.runner import EvalOptions, generate, grade, load_samples, summarize
+
+        r = self.config.run
+        opts = EvalOptions(
+            suites=("indist",),
+            limit=r.eval_limit,
+            max_tokens=r.eval_max_tokens,
+            template=self.config.model.template,
+            data={"cruxeval-o": r.eval_data, "cruxeval-i": r.eval_data},
+        )
+        t = time.perf_counter()
+        if self._eval_samples is None:
+            self._eval_samples = load_samples(opts)
+        samples = self._eval_samples
+        responses = generate(self.selfplay.rollout, self.tokenizer, samples, opts)
+        summary = summarize(grade(samples, responses, opts, self._grader))
+        out = {f"eval/{name.replace('-', '_')}": b["score"] for name, b in summary["benchmarks"].items()}
+        out["eval/indist"] = summary["averages"]["indist"]
+        out["timing/eval"] = time.perf_counter() - t
+        return out
 
     def checkpoint(self, step: int) -> Path:
         import torch
@@ -136,6 +169,9 @@ class Run:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         self.trainer.save(tmp)
+        self.tokenizer.save_pretrained(
+            tmp / "model"
+        )  # step_N/model is a complete HF folder (azr eval --model)
         torch.save({"python": random.getstate(), "torch": torch.get_rng_state()}, tmp / "rng.pt")
         self.buffer.flush()
         self.buffer.compact()
@@ -292,6 +328,8 @@ def train(
             last["timing/step"] = time.perf_counter() - t
             last["sandbox/share_of_step"] = last.get("timing/sandbox", 0.0) / last["timing/step"]
             last["sandbox/exposed_share_of_step"] = last.get("timing/sandbox_wait", 0.0) / last["timing/step"]
+            if config.run.eval_every and step % config.run.eval_every == 0:
+                last.update(run.evaluate())
             with metrics_path.open("a") as f:
                 f.write(json.dumps({"step": step, **last}) + "\n")
             if writer is not None:

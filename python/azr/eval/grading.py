@@ -1,0 +1,385 @@
+"""Grading model responses: code in the sandbox, math with math-verify, CruxEval
+with the sandbox's deduction and abduction checks.
+
+Every function takes samples and the *answers* already extracted from the
+responses (see ``azr.eval.prompts.extract``) and returns one ``Grade`` per
+sample, in order. Nothing a model wrote runs in this process: code is judged
+by ``azr.eval.harness`` inside fresh sandbox instances, answers to CruxEval by
+the sandbox's checks, and math answers are only parsed (by sympy through
+math-verify) in child processes.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from azr.eval.data import Sample
+from azr.sandbox import Sandbox
+
+HARNESS = (Path(__file__).with_name("harness.py")).read_text()
+
+
+@dataclass
+class Grade:
+    correct: bool
+    """The headline verdict (for code with plus tests: base and plus both pass)."""
+    base: bool | None = None
+    """Code sets with EvalPlus base tests: the base verdict alone."""
+    detail: str = ""
+    """Why it failed, for the per-sample file."""
+    invalid: bool = False
+    """The benchmark item itself is broken (its reference fails its tests); counted wrong and reported."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- code
+
+
+def _prompt_context(prompt: str, entry: str, defined: set[str]) -> str:
+    """What a full-function answer may rely on from a HumanEval-style prompt: its imports and its
+    helper definitions (``poly`` beside ``find_zero``), except the entry point and what the answer
+    defines itself."""
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError:
+        return ""
+    lines = prompt.splitlines()
+    out = []
+    for node in tree.body:
+        name = getattr(node, "name", None)
+        if isinstance(node, ast.Import | ast.ImportFrom) or (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and name != entry
+            and name not in defined
+        ):
+            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            out.extend(lines[first - 1 : (node.end_lineno or node.lineno)])
+    return "\n".join(out)
+
+
+def candidate_program(sample: Sample, code: str) -> str:
+    """The program to test: the answer's code, completed from the prompt when it is a continuation."""
+    gold = sample.gold
+    entry = gold.get("entry_point")
+    if gold.get("style") in ("stdin", "functional") or entry is None:
+        return code
+    try:
+        defined = {
+            n.name
+            for n in ast.parse(code).body
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        }
+    except SyntaxError:
+        defined = set()
+    if entry in defined:
+        context = _prompt_context(gold.get("prompt", ""), entry, defined)
+        return f"{context}\n\n{code}" if context else code
+    return gold.get("prompt", "") + code  # a body that continues the stub
+
+
+def _program(job: dict[str, Any]) -> str:
+    return f"{HARNESS}\n_JOB = {json.dumps(job)!r}\n"
+
+
+def _evalplus_job(sample: Sample, part: str) -> dict[str, Any]:
+    g = sample.gold
+    return {
+        "entry_point": g["entry_point"],
+        "inputs": json.dumps(g["base_input"] if part == "base" else g["plus_input"]),
+        "atol": g["atol"],
+        "mbpp_task": g.get("mbpp_task"),
+        "special": g.get("special"),
+    }
+
+
+def _job(sample: Sample, code: str, part: str, expected: str = "") -> str:
+    g = sample.gold
+    program = candidate_program(sample, code)
+    if g["style"] == "evalplus":
+        job = {"kind": "evalplus", "candidate": program, "expected": expected, **_evalplus_job(sample, part)}
+    elif g["style"] == "test_code":
+        imports = "\n".join(g.get("imports") or [])
+        job = {
+            "kind": "test_code",
+            "entry_point": g["entry_point"],
+            "test": g["test"],
+            "candidate": f"{imports}\n{program}",
+        }
+    else:
+        job = {"kind": g["style"], "candidate": program, "tests": g["tests"], "func_name": g.get("func_name")}
+    return _program(job)
+
+
+def _verdict(result: Any) -> tuple[str, str]:
+    if not result.ok:
+        err = result.error
+        return "fail", f"{err.kind}: {err.message}" if err else "failed"
+    try:
+        status, passed, total, message = ast.literal_eval(result.output or "")
+    except (ValueError, SyntaxError, TypeError, MemoryError):
+        return "fail", "the harness returned no verdict"
+    return str(status), str(message) if status != "pass" else f"{passed}/{total} tests"
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("AZR_CACHE_DIR", Path(base) / "azr")) / "eval-references"
+
+
+@dataclass
+class Reference:
+    """A test set's reference outputs (pickled inside the sandbox, opaque here) and their run time."""
+
+    expected: str | None
+    seconds: float
+    error: str = ""
+
+
+class Grader:
+    """Code grading with EvalPlus-style time limits.
+
+    Reference outputs come from the dataset's canonical solution, run once per
+    test set in the sandbox (``reference_timeout_s``) and cached on disk; a
+    candidate then gets ``max(timeout_s, time_factor × the reference's time)``
+    of sandbox CPU for the same tests, as EvalPlus scales its limits from the
+    ground truth's run time.
+    """
+
+    def __init__(
+        self,
+        timeout_s: float = 20.0,
+        memory_mb: int = 512,
+        workers: int = 0,
+        reference_timeout_s: float = 600.0,
+        time_factor: float = 4.0,
+        cache: Path | None = None,
+    ) -> None:
+        self.timeout_s, self.memory_mb, self.workers = timeout_s, memory_mb, workers
+        self.reference_timeout_s, self.time_factor = reference_timeout_s, time_factor
+        self.cache = cache if cache is not None else _cache_dir()
+        self._sandboxes: dict[float, Sandbox] = {}
+
+    def sandbox(self, timeout_s: float) -> Sandbox:
+        """One sandbox per time budget (budgets are rounded up to a few steps)."""
+        budget = self.timeout_s
+        while budget < timeout_s:
+            budget *= 2
+        if budget not in self._sandboxes:
+            self._sandboxes[budget] = Sandbox(
+                timeout_s=budget,
+                memory_mb=self.memory_mb,
+                workers=self.workers,
+                max_output_chars=1 << 28,
+            )
+        return self._sandboxes[budget]
+
+    def references(self, items: Sequence[tuple[Sample, str]]) -> list[Reference]:
+        """The reference of each (sample, "base"|"plus"), from the cache or the sandbox."""
+        out: list[Reference | None] = [None] * len(items)
+        todo: list[tuple[int, Path, str]] = []
+        for k, (s, part) in enumerate(items):
+            job = {"kind": "evalplus_reference", "reference": s.gold["reference"], **_evalplus_job(s, part)}
+            program = _program(job)
+            key = hashlib.sha256(program.encode()).hexdigest()
+            path = self.cache / key[:2] / f"{key}.json"
+            try:
+                hit = json.loads(path.read_text())
+                out[k] = Reference(hit["expected"], float(hit["seconds"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                todo.append((k, path, program))
+        if todo:
+            sb = self.sandbox(self.reference_timeout_s)
+            for (k, path, _), r in zip(todo, sb.run_batch([(p, "") for _, _, p in todo]), strict=True):
+                seconds = r.elapsed_ms / 1000.0
+                status, blob = "fail", ""
+                if r.ok:
+                    try:
+                        status, _, _, blob = ast.literal_eval(r.output or "")
+                    except (ValueError, SyntaxError, TypeError, MemoryError):
+                        pass
+                if status != "reference":
+                    out[k] = Reference(
+                        None, seconds, blob or (f"{r.error.kind}: {r.error.message}" if r.error else status)
+                    )
+                    continue
+                out[k] = Reference(blob, seconds)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                    tmp.write_text(json.dumps({"expected": blob, "seconds": seconds}))
+                    tmp.replace(path)
+                except OSError:
+                    pass  # a read-only cache only costs time
+        return [r for r in out if r is not None]
+
+    def grade(self, samples: Sequence[Sample], codes: Sequence[str | None]) -> list[Grade]:
+        """Run every answer's tests in the sandbox (batched, in parallel)."""
+        parts: list[tuple[int, str]] = []
+        for i, (s, code) in enumerate(zip(samples, codes, strict=True)):
+            if code is None:
+                continue
+            if s.gold["style"] == "evalplus":
+                parts.append((i, "base"))
+                if s.gold["plus_input"]:
+                    parts.append((i, "plus"))
+            else:
+                parts.append((i, "all"))
+        ep = [(i, p) for i, p in parts if p != "all"]
+        refs = dict(zip(ep, self.references([(samples[i], p) for i, p in ep]), strict=True))
+        verdicts: dict[tuple[int, str], tuple[str, str]] = {}
+        by_budget: dict[float, list[tuple[tuple[int, str], str]]] = {}
+        for i, p in parts:
+            ref = refs.get((i, p))
+            if ref is not None and ref.expected is None:
+                verdicts[(i, p)] = ("reference_error", ref.error)
+                continue
+            budget = self.timeout_s if ref is None else max(self.timeout_s, self.time_factor * ref.seconds)
+            code = codes[i]
+            assert code is not None
+            program = _job(samples[i], code, p, ref.expected or "" if ref else "")
+            by_budget.setdefault(budget, []).append(((i, p), program))
+        for budget, jobs in by_budget.items():
+            results = self.sandbox(budget).run_batch([(program, "") for _, program in jobs])
+            for (key, _), r in zip(jobs, results, strict=True):
+                verdicts[key] = _verdict(r)
+        return [self._grade(s, i, codes[i], verdicts) for i, s in enumerate(samples)]
+
+    @staticmethod
+    def _grade(
+        s: Sample, i: int, code: str | None, verdicts: dict[tuple[int, str], tuple[str, str]]
+    ) -> Grade:
+        evalplus = s.gold["style"] == "evalplus"
+        if code is None:
+            return Grade(False, False if evalplus else None, "no code in the answer")
+        if not evalplus:
+            status, message = verdicts[(i, "all")]
+            if status == "reference_error":
+                return Grade(False, None, f"a test case cannot be read: {message}", invalid=True)
+            return Grade(status == "pass", None, message)
+        base = verdicts[(i, "base")]
+        plus = verdicts.get((i, "plus"), ("pass", ""))
+        broken = [m for st, m in (base, plus) if st == "reference_error"]
+        if broken:
+            return Grade(False, False, f"the reference solution fails: {broken[0]}", invalid=True)
+        ok_base = base[0] == "pass"
+        ok = ok_base and plus[0] == "pass"
+        detail = base[1] if not ok_base else plus[1] if not ok else f"base {base[1]}, plus {plus[1]}"
+        return Grade(ok, ok_base, detail)
+
+
+# --------------------------------------------------------------------------- CruxEval
+
+
+def grade_cruxeval(sandbox: Sandbox, samples: Sequence[Sample], answers: Sequence[str | None]) -> list[Grade]:
+    """CruxEval-O with the deduction check, CruxEval-I with the abduction check."""
+    out: list[Grade | None] = [None] * len(samples)
+    ded = [
+        (i, s, a)
+        for i, (s, a) in enumerate(zip(samples, answers, strict=True))
+        if a is not None and s.kind == "cruxeval_o"
+    ]
+    abd = [
+        (i, s, a)
+        for i, (s, a) in enumerate(zip(samples, answers, strict=True))
+        if a is not None and s.kind == "cruxeval_i"
+    ]
+    for (i, _, _), v in zip(
+        ded, sandbox.check_deduction_batch([(s.gold["output"], a) for _, s, a in ded]), strict=True
+    ):
+        out[i] = Grade(
+            v.correct,
+            None,
+            "" if v.correct else (f"{v.error.kind}: {v.error.message}" if v.error else "wrong output"),
+        )
+    items = [(s.gold["program"], s.gold["output"], a) for _, s, a in abd]
+    for (i, _, _), v in zip(abd, sandbox.check_abduction_batch(items), strict=True):
+        out[i] = Grade(
+            v.correct,
+            None,
+            "" if v.correct else (f"{v.error.kind}: {v.error.message}" if v.error else "wrong output"),
+        )
+    return [g if g is not None else Grade(False, None, "no answer") for g in out]
+
+
+# --------------------------------------------------------------------------- math
+
+
+def _verify_chunk(items: list[tuple[str, list[str]]]) -> list[bool]:
+    """Runs in a child process's main thread, where math-verify's SIGALRM timeouts work."""
+    from math_verify import parse, verify
+
+    results = []
+    for prediction, answers in items:
+        ok = False
+        try:
+            predicted = parse(prediction)
+            for answer in answers:
+                gold = parse(f"${answer}$") or parse(answer)
+                if gold and predicted and verify(gold, predicted):
+                    ok = True
+                    break
+        except Exception:  # a parse or verify failure of model text is a wrong answer
+            ok = False
+        results.append(ok)
+    return results
+
+
+def grade_math(
+    samples: Sequence[Sample],
+    answers: Sequence[str | None],
+    processes: int = 2,
+    chunk: int = 32,
+    item_timeout_s: float = 20.0,
+) -> list[Grade]:
+    """math-verify on each answer against every accepted gold answer.
+
+    math-verify times out its sympy work with SIGALRM, which works only in a
+    main thread, so grading runs in spawned child processes; a chunk that
+    still overruns its deadline (``item_timeout_s`` per item) has its
+    process killed and its items graded wrong.
+    """
+    try:
+        import math_verify  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError("math grading needs math-verify: pip install 'azr[eval]'") from exc
+    todo = [(i, (a, s.gold["answers"])) for i, (s, a) in enumerate(zip(samples, answers, strict=True)) if a]
+    verdicts: dict[int, bool] = {}
+    details: dict[int, str] = {}
+    if todo:
+        chunks = [todo[k : k + chunk] for k in range(0, len(todo), chunk)]
+        ctx = multiprocessing.get_context("spawn")
+        pool = ctx.Pool(max(1, min(processes, len(chunks))))
+        try:
+            pending = [(c, pool.apply_async(_verify_chunk, ([item for _, item in c],))) for c in chunks]
+            deadline = time.monotonic() + 60.0 + item_timeout_s * chunk * len(chunks) / max(1, processes)
+            for c, res in pending:
+                try:
+                    oks = res.get(timeout=max(1.0, deadline - time.monotonic()))
+                except multiprocessing.TimeoutError:
+                    oks = [False] * len(c)
+                    for i, _ in c:
+                        details[i] = "grading timed out"
+                for (i, _), ok in zip(c, oks, strict=True):
+                    verdicts[i] = ok
+        finally:
+            pool.terminate()
+            pool.join()
+    grades = []
+    for i, a in enumerate(answers):
+        if not a:
+            grades.append(Grade(False, None, "no answer"))
+        else:
+            ok = verdicts.get(i, False)
+            grades.append(Grade(ok, None, details.get(i, "" if ok else "wrong answer")))
+    return grades
