@@ -161,7 +161,7 @@ pub struct PySandbox {
 #[pymethods]
 impl PySandbox {
     #[new]
-    #[pyo3(signature = (*, timeout_s=10.0, memory_mb=256, workers=0, max_output_chars=10_000, max_captured_bytes=1_048_576, wall_timeout_s=None, banned_modules=None))]
+    #[pyo3(signature = (*, timeout_s=10.0, memory_mb=256, workers=0, max_output_chars=10_000, max_captured_bytes=1_048_576, max_source_bytes=1_048_576, wall_timeout_s=None, banned_modules=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -170,6 +170,7 @@ impl PySandbox {
         workers: usize,
         max_output_chars: usize,
         max_captured_bytes: usize,
+        max_source_bytes: usize,
         wall_timeout_s: Option<f64>,
         banned_modules: Option<Vec<String>>,
     ) -> PyResult<Self> {
@@ -184,6 +185,7 @@ impl PySandbox {
                 .ok_or_else(|| ConfigError::new_err("memory_mb is too large"))?,
             max_captured_bytes,
             max_output_chars,
+            max_source_bytes,
             workers,
             banned_modules: banned_modules.unwrap_or(defaults.banned_modules),
             ..defaults
@@ -210,6 +212,11 @@ impl PySandbox {
     #[getter]
     fn max_output_chars(&self) -> usize {
         self.inner.config().max_output_chars
+    }
+
+    #[getter]
+    fn max_source_bytes(&self) -> usize {
+        self.inner.config().max_source_bytes
     }
 
     #[getter]

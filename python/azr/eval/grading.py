@@ -144,6 +144,14 @@ class Reference:
     expected: str | None
     seconds: float
     error: str = ""
+    inline: bool = False
+    """The outputs are too large to carry: the reference runs beside each candidate instead."""
+
+
+def _too_large(result: Any, error: str) -> bool:
+    """A reference that ran out of room for its outputs (not one that is wrong)."""
+    kind = result.error.kind if result.error is not None else ""
+    return kind in ("memory", "output_too_large", "invalid_request") or error.startswith("MemoryError")
 
 
 class Grader:
@@ -162,27 +170,35 @@ class Grader:
         memory_mb: int = 512,
         workers: int = 0,
         reference_timeout_s: float = 600.0,
+        reference_memory_mb: int = 2048,
         time_factor: float = 4.0,
         cache: Path | None = None,
     ) -> None:
         self.timeout_s, self.memory_mb, self.workers = timeout_s, memory_mb, workers
         self.reference_timeout_s, self.time_factor = reference_timeout_s, time_factor
+        self.reference_memory_mb = reference_memory_mb
         self.cache = cache if cache is not None else _cache_dir()
-        self._sandboxes: dict[float, Sandbox] = {}
+        self._sandboxes: dict[tuple[float, int], Sandbox] = {}
 
-    def sandbox(self, timeout_s: float) -> Sandbox:
-        """One sandbox per time budget (budgets are rounded up to a few steps)."""
+    def sandbox(self, timeout_s: float, memory_mb: int | None = None) -> Sandbox:
+        """One sandbox per time budget (budgets are rounded up to a few steps).
+
+        Jobs carry their tests and reference outputs, so requests and outputs
+        may be large (MBPP+ has sets with megabytes of inputs).
+        """
         budget = self.timeout_s
         while budget < timeout_s:
             budget *= 2
-        if budget not in self._sandboxes:
-            self._sandboxes[budget] = Sandbox(
+        key = (budget, memory_mb or self.memory_mb)
+        if key not in self._sandboxes:
+            self._sandboxes[key] = Sandbox(
                 timeout_s=budget,
-                memory_mb=self.memory_mb,
+                memory_mb=key[1],
                 workers=self.workers,
                 max_output_chars=1 << 28,
+                max_source_bytes=1 << 28,
             )
-        return self._sandboxes[budget]
+        return self._sandboxes[key]
 
     def references(self, items: Sequence[tuple[Sample, str]]) -> list[Reference]:
         """The reference of each (sample, "base"|"plus"), from the cache or the sandbox."""
@@ -195,33 +211,54 @@ class Grader:
             path = self.cache / key[:2] / f"{key}.json"
             try:
                 hit = json.loads(path.read_text())
-                out[k] = Reference(hit["expected"], float(hit["seconds"]))
+                out[k] = Reference(hit["expected"], float(hit["seconds"]), inline=bool(hit.get("inline")))
             except (OSError, ValueError, KeyError, TypeError):
                 todo.append((k, path, program))
         if todo:
-            sb = self.sandbox(self.reference_timeout_s)
-            for (k, path, _), r in zip(todo, sb.run_batch([(p, "") for _, _, p in todo]), strict=True):
-                seconds = r.elapsed_ms / 1000.0
+            sb = self.sandbox(self.reference_timeout_s, self.reference_memory_mb)
+            results = sb.run_batch([(p, "") for _, _, p in todo])
+            for (k, path, _), r in zip(todo, results, strict=True):
                 status, blob = "fail", ""
                 if r.ok:
                     try:
                         status, _, _, blob = ast.literal_eval(r.output or "")
                     except (ValueError, SyntaxError, TypeError, MemoryError):
                         pass
-                if status != "reference":
-                    out[k] = Reference(
-                        None, seconds, blob or (f"{r.error.kind}: {r.error.message}" if r.error else status)
-                    )
-                    continue
-                out[k] = Reference(blob, seconds)
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps({"expected": blob, "seconds": seconds}))
-                    tmp.replace(path)
-                except OSError:
-                    pass  # a read-only cache only costs time
+                error = blob if status != "reference" else ""
+                if r.error is not None:
+                    error = f"{r.error.kind}: {r.error.message}"
+                if status == "reference":
+                    ref = Reference(blob, r.elapsed_ms / 1000.0)
+                elif _too_large(r, error):
+                    ref = self._inline_probe(items[k])
+                else:
+                    ref = Reference(None, r.elapsed_ms / 1000.0, error or status)
+                out[k] = ref
+                if ref.expected is not None or ref.inline:
+                    self._store(path, ref)
         return [r for r in out if r is not None]
+
+    def _inline_probe(self, item: tuple[Sample, str]) -> Reference:
+        """Time the reference against itself in inline mode (it runs twice there)."""
+        s, part = item
+        job = {"kind": "evalplus_inline", "reference": s.gold["reference"], "candidate": s.gold["reference"]}
+        program = _program({**job, **_evalplus_job(s, part)})
+        r = self.sandbox(self.reference_timeout_s, self.reference_memory_mb).run(program, "")
+        status, message = _verdict(r)
+        if status != "pass":
+            return Reference(None, r.elapsed_ms / 1000.0, message)
+        return Reference(None, r.elapsed_ms / 2000.0, inline=True)
+
+    def _store(self, path: Path, ref: Reference) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(
+                json.dumps({"expected": ref.expected, "seconds": ref.seconds, "inline": ref.inline})
+            )
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only cache only costs time
 
     def grade(self, samples: Sequence[Sample], codes: Sequence[str | None]) -> list[Grade]:
         """Run every answer's tests in the sandbox (batched, in parallel)."""
@@ -238,19 +275,33 @@ class Grader:
         ep = [(i, p) for i, p in parts if p != "all"]
         refs = dict(zip(ep, self.references([(samples[i], p) for i, p in ep]), strict=True))
         verdicts: dict[tuple[int, str], tuple[str, str]] = {}
-        by_budget: dict[float, list[tuple[tuple[int, str], str]]] = {}
+        by_budget: dict[tuple[float, int], list[tuple[tuple[int, str], str]]] = {}
         for i, p in parts:
             ref = refs.get((i, p))
-            if ref is not None and ref.expected is None:
-                verdicts[(i, p)] = ("reference_error", ref.error)
-                continue
-            budget = self.timeout_s if ref is None else max(self.timeout_s, self.time_factor * ref.seconds)
             code = codes[i]
             assert code is not None
-            program = _job(samples[i], code, p, ref.expected or "" if ref else "")
-            by_budget.setdefault(budget, []).append(((i, p), program))
-        for budget, jobs in by_budget.items():
-            results = self.sandbox(budget).run_batch([(program, "") for _, program in jobs])
+            memory = self.memory_mb
+            if ref is None:
+                budget, program = self.timeout_s, _job(samples[i], code, p)
+            elif ref.inline:
+                budget = max(self.timeout_s, (1 + self.time_factor) * ref.seconds)
+                memory = self.reference_memory_mb
+                job = {
+                    "kind": "evalplus_inline",
+                    "reference": samples[i].gold["reference"],
+                    "candidate": code,
+                }
+                job["candidate"] = candidate_program(samples[i], code)
+                program = _program({**job, **_evalplus_job(samples[i], p)})
+            elif ref.expected is None:
+                verdicts[(i, p)] = ("reference_error", ref.error)
+                continue
+            else:
+                budget = max(self.timeout_s, self.time_factor * ref.seconds)
+                program = _job(samples[i], code, p, ref.expected)
+            by_budget.setdefault((budget, memory), []).append(((i, p), program))
+        for (budget, memory), jobs in by_budget.items():
+            results = self.sandbox(budget, memory).run_batch([(program, "") for _, program in jobs])
             for (key, _), r in zip(jobs, results, strict=True):
                 verdicts[key] = _verdict(r)
         return [self._grade(s, i, codes[i], verdicts) for i, s in enumerate(samples)]

@@ -229,6 +229,40 @@ def _evalplus(job):
     return ("pass", _len(args), _len(args), "")
 
 
+def _evalplus_inline(job):
+    """Reference and candidate side by side, one input at a time: for sets whose reference
+    outputs are too large to carry (the reference is loaded and run before the candidate)."""
+    args = _arguments(job)
+    entry = job["entry_point"]
+    reference, error = _load_candidate(job["reference"], entry, "reference")
+    if reference is None:
+        return ("reference_error", 0, _len(args), error)
+    ref = reference[entry]
+    candidate, error = _load_candidate(job["candidate"], entry)
+    if candidate is None:
+        return ("fail", 0, _len(args), error)
+    fn = candidate[entry]
+    for i, a in _enumerate(args):
+        try:
+            expected = ref(*_deepcopy(a))
+            if job.get("special") == "not_none":
+                expected = expected is not None
+        except BaseException as exc:
+            return ("reference_error", i, _len(args), _short(exc))
+        try:
+            out = fn(*_deepcopy(a))
+        except BaseException as exc:
+            return ("fail", i, _len(args), f"test {i}: " + _short(exc))
+        try:
+            ok = _same(out, expected, a, job)
+        except BaseException as exc:
+            return ("fail", i, _len(args), f"test {i}: comparing: " + _short(exc))
+        if not ok:
+            return ("fail", i, _len(args), f"test {i}: wrong output")
+        expected = out = None
+    return ("pass", _len(args), _len(args), "")
+
+
 def _test_code(job):
     program = job["candidate"] + "\n\n" + job["test"]
     if "def check(" in job["test"]:
@@ -316,6 +350,7 @@ def _functional(job):
 _KINDS = {
     "evalplus_reference": _evalplus_reference,
     "evalplus": _evalplus,
+    "evalplus_inline": _evalplus_inline,
     "test_code": _test_code,
     "stdin": _stdin,
     "functional": _functional,
