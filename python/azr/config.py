@@ -131,6 +131,21 @@ class RunConfig:
 
 
 @dataclass
+class ResourcesConfig:
+    """Where the run's processes go (see ``azr.placement``)."""
+
+    nodes: int = 1
+    gpus_per_node: int = 1
+    """0 runs on the CPU (one node)."""
+    colocate: bool = True
+    """Every GPU holds a rollout engine and a trainer rank; the engine sleeps during updates."""
+    rollout_gpus: int = 0
+    """With ``colocate: false``: GPUs for vLLM engines, the rest train (0: half of them)."""
+    tensor_parallel: int = 1
+    """GPUs per vLLM engine, always on one node."""
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -139,6 +154,7 @@ class Config:
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     buffer: BufferSettings = field(default_factory=BufferSettings)
     run: RunConfig = field(default_factory=RunConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
 
 # ---------------------------------------------------------------- loading

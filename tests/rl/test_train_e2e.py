@@ -129,6 +129,8 @@ def test_sigterm_checkpoints_and_stops(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["train", "--out", "{tmp}/r", "selfplay.batchsize=2"], "did you mean 'selfplay.batch_size'"),
+        (["train", "--out", "{tmp}/r", "resources.gpus_per_node=8"], "run on Ray"),
+        (["train", "--out", "{tmp}/r", "resources.tensor_parallel=3"], "never spans nodes"),
         (["train", "--out", "{tmp}/r", "model.path={tmp}"], "without config.json"),
         (["train", "--config", "no-such-preset"], "no such file or preset"),
         (["train", "--resume", "{tmp}"], "not a run folder"),

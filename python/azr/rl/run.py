@@ -64,6 +64,15 @@ class Run:
         from azr.train.torch_trainer import TorchTrainer
 
         self.config, self.folder, self.console = config, folder, console
+        from azr.placement import plan
+
+        placement = plan(config.resources)
+        if placement.uses_ray:
+            gpus = config.resources.nodes * config.resources.gpus_per_node
+            raise ConfigError(
+                f"resources ask for {gpus} GPUs in several processes, which run on Ray; this build trains in "
+                "one process (one GPU or the CPU: resources.nodes=1, resources.gpus_per_node=1 or 0)"
+            )
         if config.rollout.backend != "hf" or config.trainer.backend != "torch":
             raise ConfigError(
                 "this build runs rollout.backend=hf with trainer.backend=torch; the vllm and deepspeed "

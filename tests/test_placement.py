@@ -1,0 +1,71 @@
+"""Placement from the resources block: colocated, split, multi-node, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+from azr.config import ConfigError, ResourcesConfig, load_config
+from azr.placement import plan
+
+
+def test_one_gpu_runs_in_process() -> None:
+    p = plan(ResourcesConfig())
+    assert p.trainer == [(0, 0)] and p.engines == [[(0, 0)]] and not p.uses_ray
+
+
+def test_cpu_run() -> None:
+    p = plan(ResourcesConfig(gpus_per_node=0))
+    assert p.trainer == [(0, -1)] and not p.uses_ray
+    with pytest.raises(ConfigError, match="one node"):
+        plan(ResourcesConfig(nodes=2, gpus_per_node=0))
+
+
+def test_colocated_node_with_tensor_parallel_engines() -> None:
+    p = plan(ResourcesConfig(gpus_per_node=8, tensor_parallel=2))
+    assert p.world_size == 8 and p.uses_ray and p.colocated
+    assert p.engines == [[(0, 0), (0, 1)], [(0, 2), (0, 3)], [(0, 4), (0, 5)], [(0, 6), (0, 7)]]
+
+
+def test_split_two_nodes_engines_never_cross_a_node() -> None:
+    p = plan(ResourcesConfig(nodes=2, gpus_per_node=8, colocate=False, rollout_gpus=12, tensor_parallel=4))
+    assert p.engines == [
+        [(0, g) for g in range(4)],
+        [(0, g) for g in range(4, 8)],
+        [(1, g) for g in range(4)],
+    ]
+    assert p.trainer == [(1, g) for g in range(4, 8)]
+    every = [s for e in p.engines for s in e] + p.trainer
+    assert len(every) == len(set(every)) == 16, "each GPU has exactly one role"
+
+
+def test_split_defaults_to_half() -> None:
+    p = plan(ResourcesConfig(gpus_per_node=8, colocate=False, tensor_parallel=2))
+    assert sum(len(e) for e in p.engines) == 4 and p.world_size == 4
+
+
+@pytest.mark.parametrize(
+    ("res", "message"),
+    [
+        (ResourcesConfig(gpus_per_node=4, tensor_parallel=8), "never spans nodes"),
+        (ResourcesConfig(gpus_per_node=6, tensor_parallel=4), "must divide"),
+        (ResourcesConfig(gpus_per_node=1, colocate=False), "at least 2 GPUs"),
+        (ResourcesConfig(gpus_per_node=4, colocate=False, rollout_gpus=4), "no GPU to train"),
+        (ResourcesConfig(gpus_per_node=4, colocate=False, rollout_gpus=3, tensor_parallel=2), "multiple of"),
+        (
+            ResourcesConfig(nodes=3, gpus_per_node=3, colocate=False, rollout_gpus=8, tensor_parallel=2),
+            "crossing",
+        ),
+        (ResourcesConfig(nodes=0), "nodes"),
+    ],
+)
+def test_impossible_placements_name_the_setting(res: ResourcesConfig, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        plan(res)
+
+
+def test_resources_block_loads_from_yaml(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "c.yaml"
+    path.write_text("resources:\n  nodes: 2\n  gpus_per_node: 8\n  colocate: false\n")
+    cfg = load_config(path, ("resources.tensor_parallel=2",))
+    assert plan(cfg.resources).nodes == 2
+    with pytest.raises(ConfigError, match="tensor_parallel"):
+        load_config(path, ("resources.tensor_paralel=2",))
