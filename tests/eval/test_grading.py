@@ -422,3 +422,18 @@ def test_every_humaneval_canonical_solution_passes() -> None:
     problems = read_problems()
     grades = Grader(timeout_s=20.0).grade(samples, [problems[s.id]["canonical_solution"] for s in samples])
     assert [(s.id, g.detail) for s, g in zip(samples, grades, strict=True) if not g.correct] == []
+
+
+def test_inline_mode_for_references_too_large_to_carry(
+    grader: Grader, mbpp: list[Sample], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picked = [s for s in mbpp if s.id in ("Mbpp/2", "Mbpp/124")] + mbpp[:2]
+    probes = {(s.id, part): grader._inline_probe((s, part)) for s in picked for part in ("base", "plus")}
+    assert all(r.inline and r.seconds > 0 for r in probes.values())
+    monkeypatch.setattr(grader, "references", lambda items: [probes[(s.id, part)] for s, part in items])
+    right = grader.grade(picked, [s.gold["reference"] for s in picked])
+    assert [g.detail for g in right if not g.correct] == []
+    wrong = grader.grade(
+        picked, [HOSTILE["forged_eq"].replace("similar_elements", s.gold["entry_point"]) for s in picked]
+    )
+    assert not any(g.correct for g in wrong)

@@ -196,59 +196,42 @@ def _evalplus_reference(job):
     reference, error = _load_candidate(job["reference"], entry, "reference")
     if reference is None:
         return ("reference_error", 0, _len(args), error)
-    expected = []
     try:
-        for a in args:
-            value = reference[entry](*_deepcopy(a))
-            expected.append(value is not None if job.get("special") == "not_none" else value)
+        expected = [_reference_output(reference[entry], a, job) for a in args]
         blob = base64.b64encode(pickle.dumps(expected, protocol=4)).decode("ascii")
+    except _ReferenceFailed as exc:
+        return ("reference_error", 0, _len(args), exc.message)
     except BaseException as exc:
         return ("reference_error", 0, _len(args), _short(exc))
     return ("reference", _len(args), _len(args), blob)
 
 
-def _evalplus(job):
+class _ReferenceFailed(Exception):
+    def __init__(self, message):
+        self.message = message
+
+
+def _reference_output(ref, a, job):
+    try:
+        value = ref(*_deepcopy(a))
+    except BaseException as exc:
+        raise _ReferenceFailed(_short(exc)) from None
+    return value is not None if job.get("special") == "not_none" else value
+
+
+def _run_tests(job, expected_at):
+    """Load the candidate, then compare its output on each input with ``expected_at(i, args)``."""
     args = _arguments(job)
     entry = job["entry_point"]
-    expected = pickle.loads(base64.b64decode(job["expected"]))
     candidate, error = _load_candidate(job["candidate"], entry)
     if candidate is None:
         return ("fail", 0, _len(args), error)
     fn = candidate[entry]
     for i, a in _enumerate(args):
         try:
-            out = fn(*_deepcopy(a))
-        except BaseException as exc:
-            return ("fail", i, _len(args), f"test {i}: " + _short(exc))
-        try:
-            ok = _same(out, expected[i], a, job)
-        except BaseException as exc:
-            return ("fail", i, _len(args), f"test {i}: comparing: " + _short(exc))
-        if not ok:
-            return ("fail", i, _len(args), f"test {i}: wrong output")
-    return ("pass", _len(args), _len(args), "")
-
-
-def _evalplus_inline(job):
-    """Reference and candidate side by side, one input at a time: for sets whose reference
-    outputs are too large to carry (the reference is loaded and run before the candidate)."""
-    args = _arguments(job)
-    entry = job["entry_point"]
-    reference, error = _load_candidate(job["reference"], entry, "reference")
-    if reference is None:
-        return ("reference_error", 0, _len(args), error)
-    ref = reference[entry]
-    candidate, error = _load_candidate(job["candidate"], entry)
-    if candidate is None:
-        return ("fail", 0, _len(args), error)
-    fn = candidate[entry]
-    for i, a in _enumerate(args):
-        try:
-            expected = ref(*_deepcopy(a))
-            if job.get("special") == "not_none":
-                expected = expected is not None
-        except BaseException as exc:
-            return ("reference_error", i, _len(args), _short(exc))
+            expected = expected_at(i, a)
+        except _ReferenceFailed as exc:
+            return ("reference_error", i, _len(args), exc.message)
         try:
             out = fn(*_deepcopy(a))
         except BaseException as exc:
@@ -259,8 +242,22 @@ def _evalplus_inline(job):
             return ("fail", i, _len(args), f"test {i}: comparing: " + _short(exc))
         if not ok:
             return ("fail", i, _len(args), f"test {i}: wrong output")
-        expected = out = None
     return ("pass", _len(args), _len(args), "")
+
+
+def _evalplus(job):
+    expected = pickle.loads(base64.b64decode(job["expected"]))
+    return _run_tests(job, lambda i, a: expected[i])
+
+
+def _evalplus_inline(job):
+    """Reference and candidate side by side, one input at a time: for sets whose reference
+    outputs are too large to carry (the reference is loaded before the candidate)."""
+    reference, error = _load_candidate(job["reference"], job["entry_point"], "reference")
+    if reference is None:
+        return ("reference_error", 0, 0, error)
+    ref = reference[job["entry_point"]]
+    return _run_tests(job, lambda i, a: _reference_output(ref, a, job))
 
 
 def _test_code(job):
