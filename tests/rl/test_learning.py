@@ -25,6 +25,8 @@ def test_solver_reward_rises_on_the_constant_family(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     first, last = summary["accuracy"]
-    assert last > first + 0.3, f"accuracy {first:.2f} -> {last:.2f}: the policy gradient does not improve the solver"
+    assert last > first + 0.3, (
+        f"accuracy {first:.2f} -> {last:.2f}: the policy gradient does not improve the solver"
+    )
     assert summary["reward"][1] > summary["reward"][0]
     assert (tmp_path / "curve.png").is_file()
