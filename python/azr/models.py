@@ -102,8 +102,10 @@ def build_tiny(out: str | os.PathLike[str], seed: int = 0, vocab_size: int = 204
 
 
 def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("AZR_CACHE_DIR", Path(base) / "azr"))
+    """The user cache folder azr shares with the sandbox's compiled guests."""
+    from azr._core import cache_dir
+
+    return Path(cache_dir())
 
 
 def _package_gguf(spec: str) -> tuple[Path, str]:
@@ -164,3 +166,32 @@ def resolve(path: str, revision: str | None = None) -> tuple[str, dict[str, Any]
     if local.exists() and not (local / "config.json").is_file():
         raise ConfigError(f"model.path {path!r}: a folder without config.json is not a model")
     return (str(local) if local.exists() else path), ({"revision": revision} if revision else {})
+
+
+def load_pretrained(
+    source: str,
+    kwargs: dict[str, Any],
+    dtype: str,
+    label: str,
+    weights: str | None = None,
+) -> tuple[Any, Any]:
+    """(tokenizer, model in eval mode, on the GPU when there is one) from a resolved source.
+
+    ``weights`` loads the model from another folder (a checkpoint) with the
+    tokenizer of ``source``; ``label`` names the setting in the error message.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            weights or source,
+            dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32,
+            **({} if weights else kwargs),
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{label}: cannot load the model: {exc}") from exc
+    model = model.to("cuda") if torch.cuda.is_available() else model
+    model.eval()
+    return tokenizer, model

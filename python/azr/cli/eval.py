@@ -153,11 +153,10 @@ def eval_command(
         stem = Path(model_path.rstrip("/")).name or "model"
         out = Path("evals") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        load_samples(opts)  # fail on a bad source before loading the model
+        samples = load_samples(opts)  # a bad source fails before the model loads
         engine, tokenizer = load_engine(model_path, backend, dtype, batch_size)
-        results = evaluate(
-            engine, tokenizer, opts, out, console, meta={"model": model_path, "backend": backend}
-        )
+        meta = {"model": model_path, "backend": backend}
+        results = evaluate(engine, tokenizer, opts, out, console, meta=meta, samples=samples)
     except (AzrError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(table(results, title=f"azr eval: {model_path}"))

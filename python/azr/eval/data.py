@@ -444,8 +444,15 @@ def load(
     limit: int | None = None,
     lcb_start: str | None = None,
     lcb_end: str | None = None,
+    read: dict[str, list[dict[str, Any]]] | None = None,
 ) -> list[Sample]:
-    """The samples of one benchmark, the first ``limit`` of them when given."""
+    """The samples of one benchmark, the first ``limit`` of them when given.
+
+    ``read`` maps sources already read to their records (CruxEval-O and -I share one).
+    """
     source = resolve_source(bench, data or {}, data_dir)
-    samples = to_samples(bench, read_records(source, bench), lcb_start=lcb_start, lcb_end=lcb_end)
+    read = {} if read is None else read
+    if source not in read:
+        read[source] = read_records(source, bench)
+    samples = to_samples(bench, read[source], lcb_start=lcb_start, lcb_end=lcb_end)
     return samples[:limit] if limit is not None else samples

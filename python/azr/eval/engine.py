@@ -30,18 +30,8 @@ def load_engine(
         return engine, engine.tokenizer
     if backend != "hf":
         raise ConfigError(f"unknown backend {backend!r}; expected hf or vllm")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    from azr.models import load_pretrained
     from azr.rollout.hf import HFRollout
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved, **kwargs)
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            resolved, dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32, **kwargs
-        )
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--model {path!r}: cannot load the model: {exc}") from exc
-    model = model.to("cuda") if torch.cuda.is_available() else model
-    model.eval()
+    tokenizer, model = load_pretrained(resolved, kwargs, dtype, f"--model {path!r}")
     return HFRollout(model, tokenizer, batch_size=batch_size), tokenizer

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from azr.eval.data import Sample
-from azr.sandbox import Sandbox
+from azr.sandbox import Sandbox, cache_dir
 
 HARNESS = (Path(__file__).with_name("harness.py")).read_text()
 
@@ -121,20 +121,32 @@ def _job(sample: Sample, code: str, part: str, expected: str = "") -> str:
     return _program(job)
 
 
+def _inline_job(sample: Sample, part: str, candidate: str) -> str:
+    """The reference beside ``candidate`` (a complete program), input by input."""
+    job = {"kind": "evalplus_inline", "reference": sample.gold["reference"], "candidate": candidate}
+    return _program({**job, **_evalplus_job(sample, part)})
+
+
+def _harness_result(result: Any) -> tuple[Any, Any, Any, Any] | None:
+    """The harness's ``(status, passed, total, message)``, or None when the run gave none."""
+    if not result.ok:
+        return None
+    try:
+        status, passed, total, message = ast.literal_eval(result.output or "")
+    except (ValueError, SyntaxError, TypeError, MemoryError):
+        return None
+    return status, passed, total, message
+
+
 def _verdict(result: Any) -> tuple[str, str]:
     if not result.ok:
         err = result.error
         return "fail", f"{err.kind}: {err.message}" if err else "failed"
-    try:
-        status, passed, total, message = ast.literal_eval(result.output or "")
-    except (ValueError, SyntaxError, TypeError, MemoryError):
+    found = _harness_result(result)
+    if found is None:
         return "fail", "the harness returned no verdict"
+    status, passed, total, message = found
     return str(status), str(message) if status != "pass" else f"{passed}/{total} tests"
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("AZR_CACHE_DIR", Path(base) / "azr")) / "eval-references"
 
 
 @dataclass
@@ -177,7 +189,7 @@ class Grader:
         self.timeout_s, self.memory_mb, self.workers = timeout_s, memory_mb, workers
         self.reference_timeout_s, self.time_factor = reference_timeout_s, time_factor
         self.reference_memory_mb = reference_memory_mb
-        self.cache = cache if cache is not None else _cache_dir()
+        self.cache = cache if cache is not None else Path(cache_dir()) / "eval-references"
         self._sandboxes: dict[tuple[float, int], Sandbox] = {}
 
     def sandbox(self, timeout_s: float, memory_mb: int | None = None) -> Sandbox:
@@ -218,12 +230,7 @@ class Grader:
             sb = self.sandbox(self.reference_timeout_s, self.reference_memory_mb)
             results = sb.run_batch([(p, "") for _, _, p in todo])
             for (k, path, _), r in zip(todo, results, strict=True):
-                status, blob = "fail", ""
-                if r.ok:
-                    try:
-                        status, _, _, blob = ast.literal_eval(r.output or "")
-                    except (ValueError, SyntaxError, TypeError, MemoryError):
-                        pass
+                status, _, _, blob = _harness_result(r) or ("fail", 0, 0, "")
                 error = blob if status != "reference" else ""
                 if r.error is not None:
                     error = f"{r.error.kind}: {r.error.message}"
@@ -241,8 +248,7 @@ class Grader:
     def _inline_probe(self, item: tuple[Sample, str]) -> Reference:
         """Time the reference against itself in inline mode (it runs twice there)."""
         s, part = item
-        job = {"kind": "evalplus_inline", "reference": s.gold["reference"], "candidate": s.gold["reference"]}
-        program = _program({**job, **_evalplus_job(s, part)})
+        program = _inline_job(s, part, s.gold["reference"])
         r = self.sandbox(self.reference_timeout_s, self.reference_memory_mb).run(program, "")
         status, message = _verdict(r)
         if status != "pass":
@@ -286,13 +292,7 @@ class Grader:
             elif ref.inline:
                 budget = max(self.timeout_s, (1 + self.time_factor) * ref.seconds)
                 memory = self.reference_memory_mb
-                job = {
-                    "kind": "evalplus_inline",
-                    "reference": samples[i].gold["reference"],
-                    "candidate": code,
-                }
-                job["candidate"] = candidate_program(samples[i], code)
-                program = _program({**job, **_evalplus_job(samples[i], p)})
+                program = _inline_job(samples[i], p, candidate_program(samples[i], code))
             elif ref.expected is None:
                 verdicts[(i, p)] = ("reference_error", ref.error)
                 continue

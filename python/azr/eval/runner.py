@@ -63,9 +63,10 @@ class Record:
 def load_samples(opts: EvalOptions) -> dict[str, list[Sample]]:
     """Every selected benchmark's samples; sources are checked before any generation starts."""
     out = {}
+    read: dict[str, list[dict[str, Any]]] = {}
     for bench in eval_data.benchmarks_for(opts.suites):
         out[bench.name] = eval_data.load(
-            bench, opts.data, opts.data_dir, opts.limit, opts.lcb_start, opts.lcb_end
+            bench, opts.data, opts.data_dir, opts.limit, opts.lcb_start, opts.lcb_end, read
         )
     return out
 
@@ -216,9 +217,11 @@ def evaluate(
     console: Console | None = None,
     meta: Mapping[str, Any] | None = None,
     grader: grading.Grader | None = None,
+    samples: Mapping[str, list[Sample]] | None = None,
 ) -> dict[str, Any]:
-    """Load, generate, grade and summarize; writes ``results.json`` and ``samples.jsonl`` into ``out``."""
-    samples = load_samples(opts)
+    """Load (unless ``samples`` are given), generate, grade and summarize; writes
+    ``results.json`` and ``samples.jsonl`` into ``out``."""
+    samples = samples if samples is not None else load_samples(opts)
     if console is not None:
         console.print("benchmarks: " + ", ".join(f"{n} ({len(s)})" for n, s in samples.items()))
     t0 = time.perf_counter()

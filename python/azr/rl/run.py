@@ -56,16 +56,14 @@ class Run:
         self, config: Config, folder: Path, console: Console, resume_from: Path | None = None
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from azr.models import resolve
+        from azr.models import load_pretrained, resolve
+        from azr.placement import plan
         from azr.rl.selfplay import SelfPlay
         from azr.rollout.hf import HFRollout
         from azr.train.torch_trainer import TorchTrainer
 
         self.config, self.folder, self.console = config, folder, console
-        from azr.placement import plan
-
         placement = plan(config.resources)
         if placement.uses_ray:
             gpus = config.resources.nodes * config.resources.gpus_per_node
@@ -79,22 +77,15 @@ class Run:
                 "backends are not available yet"
             )
         path, kwargs = resolve(config.model.path, config.model.revision)
-        dtype = torch.bfloat16 if config.model.dtype == "bfloat16" else torch.float32
-        weights = str(resume_from / "model") if resume_from else path
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-            model: Any = AutoModelForCausalLM.from_pretrained(
-                weights, dtype=dtype, **({} if resume_from else kwargs)
-            )
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"model.path {config.model.path!r}: cannot load the model: {exc}") from exc
+        weights = str(resume_from / "model") if resume_from else None
+        self.tokenizer, self.model = load_pretrained(
+            path, kwargs, config.model.dtype, f"model.path {config.model.path!r}", weights
+        )
         if config.model.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(
                 f"model.template is 'chat' but the tokenizer of {config.model.path!r} has no chat template; "
                 "use model.template=r1"
             )
-        self.model = model.to("cuda") if torch.cuda.is_available() else model
-        self.model.eval()
         s, t = config.sandbox, config.trainer
         self.sandbox = Sandbox(
             timeout_s=s.timeout_s,
@@ -136,35 +127,31 @@ class Run:
         self.selfplay = SelfPlay(
             config, self.sandbox, self.buffer, rollout, self.trainer, self.tokenizer, sync=lambda: None
         )
-        self._eval_samples: Any = None
-        self._grader: Any = None
+        self._eval: tuple[Any, Any, Any] | None = None
         if config.run.eval_every:
-            from azr.eval.data import BENCHMARKS, read_records
             from azr.eval.grading import Grader
+            from azr.eval.runner import EvalOptions, load_samples
 
-            read_records(
-                config.run.eval_data, BENCHMARKS["cruxeval-o"]
-            )  # a bad source fails now, not at step N
-            self._grader = Grader(s.timeout_s, s.memory_mb, s.workers)
+            r = config.run
+            opts = EvalOptions(
+                suites=("indist",),
+                limit=r.eval_limit,
+                max_tokens=r.eval_max_tokens,
+                template=config.model.template,
+                data={"cruxeval-o": r.eval_data, "cruxeval-i": r.eval_data},
+            )
+            # Loaded now, once: a bad source fails at start-up, not at step N.
+            self._eval = (opts, load_samples(opts), Grader(s.timeout_s, s.memory_mb, s.workers))
 
     def evaluate(self) -> dict[str, float]:
         """The small in-distribution evaluation logged with a step's metrics (``run.eval_every``)."""
-        from azr.eval.runner import EvalOptions, generate, grade, load_samples, summarize
+        from azr.eval.runner import generate, grade, summarize
 
-        r = self.config.run
-        opts = EvalOptions(
-            suites=("indist",),
-            limit=r.eval_limit,
-            max_tokens=r.eval_max_tokens,
-            template=self.config.model.template,
-            data={"cruxeval-o": r.eval_data, "cruxeval-i": r.eval_data},
-        )
+        assert self._eval is not None, "evaluate() needs run.eval_every"
+        opts, samples, grader = self._eval
         t = time.perf_counter()
-        if self._eval_samples is None:
-            self._eval_samples = load_samples(opts)
-        samples = self._eval_samples
         responses = generate(self.selfplay.rollout, self.tokenizer, samples, opts)
-        summary = summarize(grade(samples, responses, opts, self._grader))
+        summary = summarize(grade(samples, responses, opts, grader))
         out = {f"eval/{name.replace('-', '_')}": b["score"] for name, b in summary["benchmarks"].items()}
         out["eval/indist"] = summary["averages"]["indist"]
         out["timing/eval"] = time.perf_counter() - t
