@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,34 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+def _origin_checkout() -> Path | None:
+    """The folder a local clone was made from (``git clone /work/main /tmp/x``), if any."""
+    try:
+        url = subprocess.run(
+            ["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(url).resolve() if url and Path(url).is_dir() else None
+
+
+@functools.cache
 def shared_data() -> Path:
-    """`../shared/data` beside the checkout, or `$AZR_SHARED_DATA`."""
-    return Path(os.environ.get("AZR_SHARED_DATA", REPO.parent / "shared" / "data"))
+    """`$AZR_SHARED_DATA`, else `../shared/data` beside the checkout, else beside the
+    checkout a local clone came from. A missing folder fails the test that needs it."""
+    if os.environ.get("AZR_SHARED_DATA"):
+        return Path(os.environ["AZR_SHARED_DATA"])
+    candidates = [REPO.parent / "shared" / "data"]
+    origin = _origin_checkout()
+    if origin is not None:
+        candidates.append(origin.parent / "shared" / "data")
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    pytest.fail(f"the shared data folder is not at {' nor '.join(map(str, candidates))}; set AZR_SHARED_DATA")
 
 
 @pytest.fixture(scope="session")
