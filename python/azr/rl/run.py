@@ -391,14 +391,31 @@ def _tensorboard(config: Config, folder: Path) -> Any:
 
 
 def _wandb(config: Config, folder: Path) -> Any:
+    """The W&B run of this run folder, or None when ``run.wandb`` is off.
+
+    The W&B run is named after the folder and its id is kept in the folder
+    (``wandb_id``), so ``azr train --resume`` continues the same W&B run;
+    W&B's own files go to ``wandb/`` in the folder.
+    """
     if not config.run.wandb:
         return None
     try:
         import wandb  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise ConfigError("run.wandb is on but wandb is not installed (pip install wandb)") from exc
-    wandb.init(project=config.run.wandb_project, dir=str(folder), config=to_dict(config))
-    return wandb
+    import secrets
+
+    id_file = folder / "wandb_id"
+    if not id_file.is_file():
+        id_file.write_text(secrets.token_hex(4) + "\n")
+    return wandb.init(
+        project=config.run.wandb_project,
+        name=folder.resolve().name,
+        id=id_file.read_text().strip(),
+        resume="allow",
+        dir=str(folder),
+        config=to_dict(config),
+    )
 
 
 def _report(console: Console, step: int, total: int, m: dict[str, float]) -> None:
