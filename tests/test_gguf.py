@@ -187,6 +187,17 @@ def test_a_broken_gguf_file_is_a_clear_error(
     assert not list((cache / "models").rglob("config.json")), "nothing cached"
 
 
+def test_missing_gguf_dependencies_are_named(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else find_spec(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"tiny\.gguf: loading a GGUF file needs accelerate \(pip install"):
+        resolve("package:azr_tiny_gguf/tiny.gguf")
+
+
 @pytest.mark.slow
 def test_smollm2_from_its_package_converts_and_generates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

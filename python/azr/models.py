@@ -168,14 +168,15 @@ def _convert_gguf(folder: Path, name: str, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = folder / name
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"{source}: loading a GGUF file needs {' and '.join(missing)} (pip install {' '.join(missing)})"
+        )
     try:
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"{source}: loading a GGUF file needs the gguf and accelerate packages ({exc})"
-        ) from exc
-    except (OSError, ValueError, KeyError, NotImplementedError, struct.error) as exc:  # a broken file
+    except (ImportError, OSError, ValueError, KeyError, NotImplementedError, struct.error) as exc:
         raise ConfigError(f"{source}: transformers cannot load this GGUF file: {exc}") from exc
     config = loaded.config
     if hasattr(config, "quantization_config"):
