@@ -9,9 +9,22 @@ every request and calls `execute` once with a JSON request. Operations:
             ``plain_output`` (the result must be built from literal types only
             and its repr must round-trip through ``ast.literal_eval``),
             ``max_output_chars`` (a longer repr is an error, never truncated).
+            Instead of ``program`` and ``input`` it may carry ``code`` and
+            ``args``: what ``vet`` returned, so the instance compiles nothing.
+            ``round_trip`` (default true) re-parses the output repr with
+            ``ast.literal_eval``; the host turns it off when the judge parses
+            the repr anyway (validation's determinism comparison).
 ``script``  exec ``code`` as ``__main__``; no output value.
-``judge``   compare pairs of literal texts by value with strict types. Runs no
-            model-written code, so its verdicts cannot be forged.
+``vet``     the proposal checks that run no code, done once per proposal in
+            the reused judge instance: ``input`` must be literal arguments of
+            ``f(...)``, ``program`` must parse and use no ``banned`` module.
+            Returns the compiled program and the argument values, both
+            marshalled (base64), for the fresh instances that run it.
+``judge``   compare pairs of literal texts by value with strict types.
+
+``vet`` and ``judge`` run no model-written code (parsing and compiling execute
+nothing), so the host keeps reusing one instance for them and their verdicts
+cannot be forged.
 
 Once model code has run in an instance, nothing that instance reports can be
 trusted (the code may patch ``repr``, ``json`` or this module itself), so the
@@ -24,8 +37,10 @@ the import policy is enforced by ``banned``, not by what is available.
 """
 
 import ast
+import binascii
 import builtins
 import json
+import marshal
 import sys
 
 import wit_world
@@ -80,6 +95,10 @@ _isinstance = builtins.isinstance
 _exec = builtins.exec
 _eval = builtins.eval
 _compile = builtins.compile
+_marshal_dumps = marshal.dumps
+_marshal_loads = marshal.loads
+_b64encode = binascii.b2a_base64
+_b64decode = binascii.a2b_base64
 
 _PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
 _PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset)
@@ -231,21 +250,51 @@ def parse_call(text: str, literal: bool):
 
 
 def _compile_program(source: str, banned, filename: str):
+    if not banned:
+        # Straight from the text, without building Python AST objects. A text
+        # that parses but does not compile (`return` outside a function) fails
+        # when run, as it does below, so only a parse failure is `syntax`.
+        try:
+            return _compile(source, filename, "exec")
+        except (SyntaxError, ValueError) as exc:
+            try:
+                _parse(source, filename=filename, mode="exec")
+            except (SyntaxError, ValueError):
+                raise GuestError("syntax", _describe(exc)) from None
+            raise
     try:
         tree = _parse(source, filename=filename, mode="exec")
     except (SyntaxError, ValueError) as exc:  # ValueError: source with NUL bytes
         raise GuestError("syntax", _describe(exc)) from None
-    if banned:
-        found = banned_reference(tree, banned)
-        if found:
-            raise GuestError("banned_import", f"the program uses the banned module {found!r}")
+    found = banned_reference(tree, banned)
+    if found:
+        raise GuestError("banned_import", f"the program uses the banned module {found!r}")
     return _compile(tree, filename, "exec")
 
 
-def op_call(req) -> dict:
-    literal = bool(req.get("literal_args", False))
-    parsed = parse_call(req["input"], literal)
+def _pack(value) -> str:
+    return _b64encode(_marshal_dumps(value), newline=False).decode("ascii")
+
+
+def _unpack(text: str):
+    return _marshal_loads(_b64decode(text))
+
+
+def op_vet(req) -> dict:
+    args = parse_call(req["input"], True)
     code = _compile_program(req["program"], req.get("banned") or (), "<program>")
+    return {"ok": True, "code": _pack(code), "args": _pack((tuple(args[0]), args[1]))}
+
+
+def op_call(req) -> dict:
+    if "code" in req:
+        literal = True
+        parsed = _unpack(req["args"])
+        code = _unpack(req["code"])
+    else:
+        literal = bool(req.get("literal_args", False))
+        parsed = parse_call(req["input"], literal)
+        code = _compile_program(req["program"], req.get("banned") or (), "<program>")
     namespace = {"__name__": "program", "__builtins__": builtins}
     _exec(code, namespace)
     if literal:
@@ -266,7 +315,9 @@ def op_call(req) -> dict:
     limit = req.get("max_output_chars")
     if limit is not None and len(text) > limit:
         raise GuestError("output_too_large", f"output repr has {len(text)} characters, limit {limit}")
-    if req.get("plain_output") and not _round_trips(result, text):
+    if req.get("plain_output") and not (
+        _round_trips(result, text) if req.get("round_trip", True) else _is_plain(result)
+    ):
         raise GuestError(
             "unrepresentable_output",
             f"output is not a plain value whose repr round-trips through ast.literal_eval: {text[:200]}",
@@ -299,7 +350,8 @@ def op_judge(req) -> dict:
     return {"ok": True, "verdicts": [_judge_pair(a, b) for a, b in req["pairs"]]}
 
 
-OPS = {"call": op_call, "script": op_script, "judge": op_judge}
+OPS = {"call": op_call, "script": op_script, "vet": op_vet, "judge": op_judge}
+TRUSTED_OPS = (op_vet, op_judge)
 
 
 def _flush_stdio() -> None:
@@ -316,7 +368,7 @@ def handle(request: str) -> str:
         op = OPS[req["op"]]
     except Exception as exc:
         return _dumps({"ok": False, "error": {"kind": "invalid_request", "message": _describe(exc)}})
-    if op is not op_judge:
+    if op not in TRUSTED_OPS:
         random.seed()  # from the host's per-run WASI seed, not the build-time state
     try:
         response = op(req)

@@ -48,6 +48,9 @@ pub(crate) fn engine(flags: EngineFlags) -> Result<Engine, Error> {
         .memory_init_cow(true)
         .memory_guaranteed_dense_image_size(64 << 20)
         .parallel_compilation(true);
+    if std::env::var_os("AZR_WASM_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if flags.pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)

@@ -68,6 +68,17 @@ struct GuestResponse {
     error: Option<GuestError>,
     #[serde(default)]
     verdicts: Option<Vec<Judgement>>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    args: Option<String>,
+}
+
+/// A proposal's program compiled and its literal arguments evaluated by the
+/// judge (marshalled, base64), ready for the fresh instances that run it.
+struct Vetted {
+    code: String,
+    args: String,
 }
 
 #[derive(Deserialize)]
@@ -89,8 +100,8 @@ struct Inner {
     guests: [Guest; 2],
     runtime: Mutex<Option<Arc<Runtime>>>,
     /// Idle judge instances with their use counts. The judge runs no model
-    /// code (it only parses literals), so one instance can serve many calls;
-    /// an instance that errs is dropped, and each is renewed after
+    /// code (it only parses and compiles), so one instance can serve many
+    /// calls; an instance that traps is dropped, and each is renewed after
     /// `JUDGE_REUSE` calls so its heap cannot grow without bound.
     judges: Mutex<Vec<(Live, u32)>>,
 }
@@ -260,26 +271,73 @@ impl Sandbox {
     /// `proposal` turns on the proposal rules: banned modules, literal
     /// arguments and a plain output.
     fn call(&self, snapshot: usize, program: &str, input: &str, proposal: bool) -> Outcome {
-        let cfg = &self.inner.config;
-        let banned: &[String] = if proposal { &cfg.banned_modules } else { &[] };
+        if proposal {
+            let start = Instant::now();
+            return match self.vet(program, input) {
+                Ok(vetted) => self.call_vetted(snapshot, &vetted, true),
+                Err(e) => Outcome::failed(e, start.elapsed()),
+            };
+        }
         let request = json!({
             "op": "call",
             "program": program,
             "input": input,
-            "literal_args": proposal,
-            "plain_output": proposal,
-            "banned": banned,
-            "max_output_chars": cfg.max_output_chars,
+            "max_output_chars": self.inner.config.max_output_chars,
+        });
+        self.exec(snapshot, &request.to_string(), |resp| Ok(resp.output))
+    }
+
+    /// The proposal checks that run no code (literal arguments, syntax, banned
+    /// modules), once, in the reused judge; it hands back the compiled program
+    /// and the argument values, so the fresh instances neither parse nor compile.
+    fn vet(&self, program: &str, input: &str) -> Result<Vetted, ExecError> {
+        let request = json!({
+            "op": "vet",
+            "program": program,
+            "input": input,
+            "banned": self.inner.config.banned_modules,
+        });
+        match self.trusted(&request.to_string())? {
+            GuestResponse {
+                code: Some(code),
+                args: Some(args),
+                ..
+            } => Ok(Vetted { code, args }),
+            _ => Err(ExecError::new(
+                ErrorKind::Runtime,
+                "the judge returned a malformed response",
+            )),
+        }
+    }
+
+    /// Run a vetted proposal in a fresh instance, with the proposal rules on
+    /// the output; `round_trip: false` leaves re-parsing its repr to the judge.
+    fn call_vetted(&self, snapshot: usize, vetted: &Vetted, round_trip: bool) -> Outcome {
+        let request = json!({
+            "op": "call",
+            "code": vetted.code,
+            "args": vetted.args,
+            "plain_output": true,
+            "round_trip": round_trip,
+            "max_output_chars": self.inner.config.max_output_chars,
         });
         self.exec(snapshot, &request.to_string(), |resp| Ok(resp.output))
     }
 
     fn validate_job(&self, program: &str, input: &str) -> Outcome {
-        let first = self.call(0, program, input, true);
+        let start = Instant::now();
+        let vetted = match self.vet(program, input) {
+            Ok(vetted) => vetted,
+            Err(e) => return Outcome::failed(e, start.elapsed()),
+        };
+        // Both runs skip re-parsing their repr: comparing the two outputs below
+        // parses them in the judge, and a first output that does not parse is
+        // reported as `unrepresentable_output` there.
+        let first = self.call_vetted(0, &vetted, false);
         let Some(output) = first.output.as_deref() else {
             return first;
         };
-        let second = self.call(1, program, input, true);
+        let second = self.call_vetted(1, &vetted, false);
         let error = match (&second.error, &second.output) {
             (Some(e), _) => Some(ExecError::new(
                 ErrorKind::Nondeterministic,
@@ -433,9 +491,22 @@ impl Sandbox {
     /// Compare pairs of literal texts by value with strict types, in a fresh
     /// instance that runs no model code, so the verdicts cannot be forged.
     pub fn judge(&self, pairs: &[(String, String)]) -> Result<Vec<Judgement>, ExecError> {
+        let request = json!({"op": "judge", "pairs": pairs}).to_string();
+        match self.trusted(&request)?.verdicts {
+            Some(v) if v.len() == pairs.len() => Ok(v),
+            _ => Err(ExecError::new(
+                ErrorKind::Runtime,
+                "the judge returned a malformed response",
+            )),
+        }
+    }
+
+    /// One request that runs no model code (`vet`, `judge`) on a reused judge
+    /// instance. An error response leaves the instance fit for reuse (nothing
+    /// ran); a trap drops it.
+    fn trusted(&self, request: &str) -> Result<GuestResponse, ExecError> {
         let cfg = &self.inner.config;
         let _rt = self.runtime();
-        let request = json!({"op": "judge", "pairs": pairs}).to_string();
         let idle = self
             .inner
             .judges
@@ -447,14 +518,8 @@ impl Sandbox {
             None => (self.inner.guests[0].instantiate(cfg, RUN_ENVS[0])?, 0),
         };
         let response = live
-            .call(cfg, &request)
+            .call(cfg, request)
             .and_then(|text| parse_response(&text))?;
-        if let Some(e) = response.error {
-            return Err(ExecError::new(
-                kind_of(&e.kind),
-                format!("judge: {}", e.message),
-            ));
-        }
         if uses + 1 < JUDGE_REUSE {
             self.inner
                 .judges
@@ -462,12 +527,9 @@ impl Sandbox {
                 .unwrap_or_else(|e| e.into_inner())
                 .push((live, uses + 1));
         }
-        match response.verdicts {
-            Some(v) if v.len() == pairs.len() => Ok(v),
-            _ => Err(ExecError::new(
-                ErrorKind::Runtime,
-                "the judge returned a malformed response",
-            )),
+        match response.error {
+            Some(e) => Err(ExecError::new(kind_of(&e.kind), e.message)),
+            None => Ok(response),
         }
     }
 

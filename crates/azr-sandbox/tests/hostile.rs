@@ -259,6 +259,20 @@ fn syntax_errors_are_their_own_kind() {
 }
 
 #[test]
+fn code_that_parses_but_does_not_compile_fails_when_run() {
+    // SPEC §3 rule 1 asks only that the program parses; `return` outside a
+    // function parses and fails at compile time, which counts as running.
+    let program = "return 1\ndef f(a):\n    return a";
+    assert_eq!(kind(program, "1"), Some(ErrorKind::Runtime));
+    assert_eq!(validate_kind(program, "1"), Some(ErrorKind::Runtime));
+    assert_eq!(script_kind("return 1"), Some(ErrorKind::Runtime));
+    assert_eq!(
+        validate_kind("def f(:\n    pass", "1"),
+        Some(ErrorKind::Syntax)
+    );
+}
+
+#[test]
 fn patched_builtins_do_not_leak_into_the_next_run() {
     let patch = "import builtins\nbuiltins.sorted = lambda *a, **k: [42]\nbuiltins.len = lambda x: -1\nimport json\njson.dumps = None";
     assert_eq!(script_kind(patch), None);
