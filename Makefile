@@ -6,10 +6,11 @@ BUILD_TOOLS = "componentize-py==0.25.1" "maturin>=1.9,<2"
 
 .PHONY: dev test test-rust test-python lint bench demo
 
-## Install azr in editable mode with the CPU training stack and the test and lint tools.
+## Install azr in editable mode with the CPU training stack (DeepSpeed and Ray included, so the
+## distributed path is tested on CPU) and the test and lint tools.
 dev:
 	$(PYTHON) -m pip install -q $(BUILD_TOOLS)
-	$(PYTHON) -m pip install -q -e ".[dev,train,eval]"
+	$(PYTHON) -m pip install -q -e ".[dev,train,eval,deepspeed,ray]"
 
 ## Install, then run every test: cargo tests of the crates, pytest of the package.
 test: dev test-rust test-python

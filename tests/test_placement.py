@@ -19,6 +19,17 @@ def test_cpu_run() -> None:
         plan(ResourcesConfig(nodes=2, gpus_per_node=0))
 
 
+def test_cpu_processes_run_on_ray() -> None:
+    p = plan(ResourcesConfig(gpus_per_node=0, processes=3))
+    assert p.trainer == [(0, -1)] * 3 and len(p.engines) == 3 and p.colocated and p.uses_ray
+    split = plan(ResourcesConfig(gpus_per_node=0, processes=3, colocate=False))
+    assert len(split.trainer) == 2 and len(split.engines) == 1 and not split.colocated and split.uses_ray
+    with pytest.raises(ConfigError, match=r"needs resources\.processes"):
+        plan(ResourcesConfig(gpus_per_node=0, processes=2, colocate=False, rollout_gpus=2))
+    with pytest.raises(ConfigError, match="processes must be at least 1"):
+        plan(ResourcesConfig(gpus_per_node=0, processes=0))
+
+
 def test_colocated_node_with_tensor_parallel_engines() -> None:
     p = plan(ResourcesConfig(gpus_per_node=8, tensor_parallel=2))
     assert p.world_size == 8 and p.uses_ray and p.colocated

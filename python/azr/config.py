@@ -46,6 +46,12 @@ class RolloutConfig:
     max_response_tokens: int = 8096
     batch_size: int = 8
     """Prompts generated at once by the ``hf`` backend."""
+    gpu_memory_utilization: float = 0.6
+    """``vllm``: the share of each GPU the engine may take (weights and KV cache)."""
+    sleep: bool = True
+    """``vllm`` colocated with the trainer: free the engine's GPU memory during updates."""
+    enforce_eager: bool = False
+    """``vllm``: skip CUDA graphs (faster start, slower decoding)."""
 
 
 @dataclass
@@ -59,7 +65,21 @@ class TrainerConfig:
     """Global gradient-norm clip."""
     micro_batch_size: int = 4
     """Sequences per forward/backward pass; gradients accumulate over the whole batch."""
+    micro_batch_tokens: int = 0
+    """Also cap a micro-batch at this many padded tokens (rows × longest); 0: no cap."""
     gradient_checkpointing: bool = False
+    zero_stage: int = 2
+    """``deepspeed``: ZeRO stage 1, 2 or 3."""
+    offload_optimizer: bool = False
+    """``deepspeed``: keep optimizer state in CPU memory (DeepSpeedCPUAdam)."""
+    offload_params: bool = False
+    """``deepspeed`` with ZeRO-3: keep parameters in CPU memory."""
+    lora_rank: int = 0
+    """Train LoRA adapters of this rank instead of all weights; 0: full fine-tuning."""
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: str = "all-linear"
+    """``all-linear`` or comma-separated module names (``q_proj,v_proj``)."""
 
 
 @dataclass
@@ -143,6 +163,13 @@ class ResourcesConfig:
     """With ``colocate: false``: GPUs for vLLM engines, the rest train (0: half of them)."""
     tensor_parallel: int = 1
     """GPUs per vLLM engine, always on one node."""
+    processes: int = 1
+    """With ``gpus_per_node: 0``: data-parallel CPU ranks (more than 1 runs on Ray; for testing the
+    distributed path without GPUs)."""
+    comm_timeout_s: float = 600.0
+    """A collective (gradient reduction, weight broadcast) that takes longer fails the run with an error."""
+    ray_address: str | None = None
+    """Ray cluster to join when the run needs several processes (None: ``RAY_ADDRESS`` or a local one)."""
 
 
 @dataclass
@@ -288,6 +315,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return config
 
 
+def load_config_dict(data: dict[str, Any]) -> Config:
+    """A config from a plain mapping (what ``to_dict`` gives), checked like a file."""
+    config: Config = _build(Config, _numbers(data), "")
+    validate(config)
+    return config
+
+
 def validate(config: Config) -> None:
     """Relations between keys that types alone cannot express."""
     s = config.selfplay
@@ -305,6 +339,18 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must be at least 1, got {value}")
     if not 0 < s.induction_visible < s.induction_inputs:
         raise ConfigError("selfplay.induction_visible must be between 1 and selfplay.induction_inputs - 1")
+    t = config.trainer
+    if t.zero_stage not in (1, 2, 3):
+        raise ConfigError(
+            f"trainer.zero_stage must be 1, 2 or 3, got {t.zero_stage} "
+            "(without ZeRO, use trainer.backend=torch)"
+        )
+    if t.micro_batch_tokens < 0 or t.lora_rank < 0:
+        raise ConfigError("trainer.micro_batch_tokens and trainer.lora_rank must be 0 or more")
+    if not 0 < config.rollout.gpu_memory_utilization <= 1:
+        raise ConfigError("rollout.gpu_memory_utilization must be in (0, 1]")
+    if config.resources.comm_timeout_s <= 0:
+        raise ConfigError("resources.comm_timeout_s must be positive")
     if config.trainer.lr <= 0 or config.sandbox.timeout_s <= 0:
         raise ConfigError("trainer.lr and sandbox.timeout_s must be positive")
 

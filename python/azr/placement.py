@@ -47,9 +47,23 @@ def plan(res: ResourcesConfig) -> Placement:
     if res.tensor_parallel < 1:
         raise ConfigError(f"resources.tensor_parallel must be at least 1, got {res.tensor_parallel}")
     if res.gpus_per_node == 0:
+        # The CPU: one process, or (resources.processes > 1) ranks on Ray, to test that path.
         if res.nodes != 1:
             raise ConfigError("a CPU run (resources.gpus_per_node=0) uses one node; set resources.nodes=1")
-        return Placement([(0, -1)], [[(0, -1)]], True, False, 1)
+        if res.processes < 1:
+            raise ConfigError(f"resources.processes must be at least 1, got {res.processes}")
+        if res.colocate:
+            ranks = [(0, -1)] * res.processes
+            return Placement(ranks, [[slot] for slot in ranks], True, res.processes > 1, 1)
+        # Split on the CPU: resources.rollout_gpus counts engine processes (default 1).
+        n_engines = res.rollout_gpus or 1
+        if res.processes - n_engines < 1:
+            raise ConfigError(
+                f"resources.colocate=false on the CPU needs resources.processes > resources.rollout_gpus "
+                f"(engines); got {res.processes} processes and {n_engines} engines"
+            )
+        cpu = (0, -1)
+        return Placement([cpu] * (res.processes - n_engines), [[cpu]] * n_engines, False, True, 1)
     per_node, tp = res.gpus_per_node, res.tensor_parallel
     if tp > per_node:
         raise ConfigError(

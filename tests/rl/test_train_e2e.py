@@ -129,12 +129,20 @@ def test_sigterm_checkpoints_and_stops(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["train", "--out", "{tmp}/r", "selfplay.batchsize=2"], "did you mean 'selfplay.batch_size'"),
-        (["train", "--out", "{tmp}/r", "resources.gpus_per_node=8"], "run on Ray"),
+        (["train", "--out", "{tmp}/r", "resources.gpus_per_node=8"], "need trainer.backend=deepspeed"),
+        (
+            ["train", "--out", "{tmp}/r", "resources.gpus_per_node=8", "trainer.backend=deepspeed"],
+            "resources ask for",
+        ),
         (["train", "--out", "{tmp}/r", "resources.tensor_parallel=3"], "never spans nodes"),
         (["train", "--out", "{tmp}/r", "model.path={tmp}"], "without config.json"),
         (["train", "--config", "no-such-preset"], "no such file or preset"),
         (["train", "--resume", "{tmp}"], "not a run folder"),
-        (["train", "--out", "{tmp}/r", "rollout.backend=vllm"], "not available yet"),
+        (["train", "--out", "{tmp}/r", "trainer.zero_stage=0"], "trainer.zero_stage must be 1, 2 or 3"),
+        (
+            ["train", "--out", "{tmp}/r", "trainer.backend=deepspeed", "trainer.zero_stage=3"],
+            "cannot generate with ZeRO-3",
+        ),
         (["train", "--out", "{tmp}/r", "model.path=azr-test/no-such-model"], "cannot load the model"),
     ],
 )

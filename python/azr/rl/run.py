@@ -59,35 +59,38 @@ class Run:
 
         from azr.models import load_pretrained, resolve
         from azr.placement import plan
+        from azr.rl.backends import build_backends
         from azr.rl.selfplay import SelfPlay
-        from azr.rollout.hf import HFRollout
-        from azr.train.torch_trainer import TorchTrainer
+        from azr.train.weights import apply_lora, load_adapter
 
         self.config, self.folder, self.console = config, folder, console
         placement = plan(config.resources)
-        if placement.uses_ray:
-            gpus = config.resources.nodes * config.resources.gpus_per_node
-            raise ConfigError(
-                f"resources ask for {gpus} GPUs in several processes, which run on Ray; this build trains in "
-                "one process (one GPU or the CPU: resources.nodes=1, resources.gpus_per_node=1 or 0)"
-            )
-        if config.rollout.backend != "hf" or config.trainer.backend != "torch":
-            raise ConfigError(
-                "this build runs rollout.backend=hf with trainer.backend=torch; the vllm and deepspeed "
-                "backends are not available yet"
-            )
         path, kwargs = resolve(config.model.path, config.model.revision)
-        weights = str(resume_from / "model") if resume_from else None
-        self.tokenizer, self.model = load_pretrained(
-            path, kwargs, config.model.dtype, f"model.path {config.model.path!r}", weights
-        )
+        t = config.trainer
+        lora = t.lora_rank > 0
+        # A LoRA run resumes from the base model plus its saved adapter.
+        weights = str(resume_from / "model") if resume_from and not lora else None
+        self.cluster: Any = None
+        if placement.uses_ray:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        else:
+            self.tokenizer, model = load_pretrained(
+                path, kwargs, config.model.dtype, f"model.path {config.model.path!r}", weights
+            )
+        if lora and not placement.uses_ray:
+            targets = t.lora_targets if t.lora_targets == "all-linear" else t.lora_targets.split(",")
+            model = apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, targets)
+            if resume_from is not None:
+                load_adapter(model, resume_from)
         if config.model.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(
                 f"model.template is 'chat' but the tokenizer of {config.model.path!r} has no chat template; "
                 "use model.template=r1"
             )
-        s, t = config.sandbox, config.trainer
-        self.sandbox = Sandbox(
+        s = config.sandbox
+        self.sandbox: Any = Sandbox(
             timeout_s=s.timeout_s,
             memory_mb=s.memory_mb,
             workers=s.workers,
@@ -101,31 +104,23 @@ class Run:
         self.buffer = TaskBuffer.open(
             buffer_dir, capacity=b.capacity, eviction=b.eviction, dedup=b.dedup, seed=config.run.seed
         )
-        rollout = HFRollout(
-            self.model, self.tokenizer, config.rollout.batch_size, config.rollout.max_prompt_tokens
-        )
-        self.trainer = TorchTrainer(
-            self.model,
-            lr=t.lr,
-            weight_decay=t.weight_decay,
-            betas=t.betas,
-            grad_clip=t.grad_clip,
-            micro_batch_size=t.micro_batch_size,
-            clip_eps=config.selfplay.clip_eps,
-            entropy_coef=config.selfplay.entropy_coef,
-            pad_token_id=self.tokenizer.pad_token_id or 0,
-        )
-        if resume_from is not None:
-            self.trainer.optimizer.load_state_dict(
-                torch.load(resume_from / "optimizer.pt", weights_only=True)
+        if placement.uses_ray:
+            from azr.distributed.ray_driver import launch
+
+            self.cluster = launch(config, placement, weights or path, resume_from, folder)
+            rollout, self.trainer, sync = self.cluster.rollout, self.cluster.trainer, self.cluster.sync
+            self.sandbox = self.cluster.sandbox  # checks spread over the nodes' CPU actors
+        else:
+            rollout, self.trainer, sync = build_backends(
+                config, model, self.tokenizer, weights or path, folder / ".sync"
             )
+        if resume_from is not None:
+            self.trainer.load_optimizer(resume_from)
             rng = torch.load(resume_from / "rng.pt", weights_only=False)
             random.setstate(rng["python"])
             torch.set_rng_state(rng["torch"])
-        # The rollout engine generates with the very model object the trainer
-        # updates, so syncing weights is free here; separate engines copy them.
         self.selfplay = SelfPlay(
-            config, self.sandbox, self.buffer, rollout, self.trainer, self.tokenizer, sync=lambda: None
+            config, self.sandbox, self.buffer, rollout, self.trainer, self.tokenizer, sync=sync
         )
         self._eval: tuple[Any, Any, Any] | None = None
         if config.run.eval_every:
@@ -344,6 +339,8 @@ def train(
                 break
     finally:
         stop.restore()
+        if run.cluster is not None:
+            run.cluster.shutdown()
         if writer is not None:
             writer.close()
         if wandb is not None:

@@ -26,7 +26,8 @@ class Completion:
     text: str
     """The generated text without special tokens."""
     logprobs: list[float]
-    """Log-probability of each generated token under the sampling distribution."""
+    """Log-probability of each generated token under the model (raw logits: before
+    temperature and top-p), the quantity the trainer's ratio compares against."""
     finished: bool
     """Whether generation stopped at end-of-sequence (not at the length limit)."""
 

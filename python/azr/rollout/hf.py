@@ -64,12 +64,14 @@ class HFRollout:
             max_new_tokens=params.max_tokens,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
-            output_scores=True,
+            output_logits=True,
             return_dict_in_generate=True,
         )
         new = result.sequences[:, ids.shape[1] :].cpu()
-        scores = torch.stack(result.scores, dim=1).float().cpu()  # [B, new, vocab], after sampling warpers
-        logprobs = torch.log_softmax(scores, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        # The policy's own log-probs (raw logits: no temperature or top-p), as vLLM
+        # reports them and as the trainer computes them.
+        logits = torch.stack(result.logits, dim=1).float().cpu()  # [B, new, vocab]
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
         completions = []
         for row in range(new.shape[0]):
             tokens = new[row].tolist()

@@ -43,6 +43,8 @@ from azr.rollout.base import Completion, SamplingParams
 VLLM_RANGE = ((0, 10), (0, 34))
 
 _EXTENSION = "azr.rollout.vllm.WeightSyncExtension"
+#: The values vLLM accepts for ``max_lora_rank``.
+_LORA_SLOT_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def check_version(version: str) -> None:
@@ -143,9 +145,20 @@ class VLLMRollout:
         from vllm.platforms import current_platform
 
         if sleep and not current_platform.is_sleep_mode_available():
-            raise ConfigError(f"vLLM's sleep mode is not available on {current_platform.device_type}")
+            raise ConfigError(
+                f"vLLM's sleep mode is not available on {current_platform.device_type}; "
+                "set rollout.sleep=false"
+            )
         self._vllm = vllm
-        lora: dict[str, Any] = {"enable_lora": True, "max_lora_rank": max_lora_rank} if enable_lora else {}
+        lora: dict[str, Any] = {}
+        if enable_lora:
+            # vLLM sizes its LoRA slots from a fixed menu of ranks; take the first that fits.
+            fits = [r for r in _LORA_SLOT_RANKS if r >= max_lora_rank]
+            if not fits:
+                raise ConfigError(
+                    f"LoRA rank {max_lora_rank} is above vLLM's largest ({_LORA_SLOT_RANKS[-1]})"
+                )
+            lora = {"enable_lora": True, "max_lora_rank": fits[0]}
         self.llm = vllm.LLM(
             model=model,
             dtype=dtype,

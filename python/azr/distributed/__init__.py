@@ -1,0 +1,1 @@
+"""Running past one process: collective guards, and the Ray driver (``pip install 'azr[ray]'``)."""

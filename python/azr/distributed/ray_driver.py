@@ -1,0 +1,452 @@
+"""The self-play loop past one process, on Ray (``pip install 'azr[ray]'``).
+
+The driver (the ``azr train`` process) keeps what is cheap and stateful: the
+config, the tokenizer, the task buffer, prompt building, advantages and the
+checkpoints' bookkeeping. Ray actors do the heavy work:
+
+- **workers**, one per trainer rank, placed by ``azr.placement`` in a
+  placement group (one GPU each, or one CPU for ``resources.gpus_per_node=0``
+  with ``resources.processes > 1``). Each holds a DeepSpeed rank; when
+  colocated it also holds a rollout engine on the same device, which sleeps
+  during updates and takes the new weights in process (the hybrid layout of
+  veRL).
+- **engines** (``resources.colocate: false``), one actor per vLLM engine with
+  ``tensor_parallel`` GPUs on one node; after each update the trainer ranks
+  gather the full weights and rank 0 hands them over through Ray's object
+  store.
+- **sandbox workers**, CPU actors spread over the nodes, each with its own
+  ``Sandbox``; the driver splits every batch of checks among them.
+
+Every collective has ``resources.comm_timeout_s`` as its timeout and the ranks
+pass a health check before the first step, so a dead rank is an error, not a
+hang.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azr._core import ConfigError
+from azr.config import Config, to_dict
+from azr.placement import Placement
+from azr.rollout.base import Completion, SamplingParams
+from azr.train.base import Sample
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            "resources ask for several processes, which run on Ray: pip install 'azr[ray]'"
+        ) from exc
+    return ray
+
+
+# ------------------------------------------------------------ sandbox results off the wire
+@dataclass(frozen=True)
+class RemoteError:
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """An ``ExecResult`` that crossed a process boundary (same attributes)."""
+
+    ok: bool
+    output: str | None
+    error: RemoteError | None
+    stdout: str
+    elapsed_ms: float
+
+
+@dataclass(frozen=True)
+class RemoteVerdict:
+    """A ``Verdict`` that crossed a process boundary (same attributes)."""
+
+    correct: bool
+    error: RemoteError | None
+    output: str | None
+    elapsed_ms: float
+
+
+def _error(d: dict[str, Any] | None) -> RemoteError | None:
+    return RemoteError(d["kind"], d["message"]) if d else None
+
+
+def _result(d: dict[str, Any]) -> RemoteResult:
+    return RemoteResult(d["ok"], d["output"], _error(d["error"]), d["stdout"], d["elapsed_ms"])
+
+
+def _verdict(d: dict[str, Any]) -> RemoteVerdict:
+    return RemoteVerdict(d["correct"], _error(d["error"]), d["output"], d["elapsed_ms"])
+
+
+def chunks(items: Sequence[Any], parts: int) -> list[list[Any]]:
+    """``items`` in ``parts`` contiguous, nearly equal pieces (some may be empty)."""
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for k in range(parts):
+        end = start + size + (k < extra)
+        out.append(list(items[start:end]))
+        start = end
+    return out
+
+
+def shard_by_tokens(samples: Sequence[Sample], parts: int) -> list[list[Sample]]:
+    """Samples dealt to ``parts`` ranks, longest first to the lightest rank."""
+    shards: list[list[Sample]] = [[] for _ in range(parts)]
+    load = [0] * parts
+    for s in sorted(samples, key=lambda s: -(len(s.prompt_ids) + len(s.response_ids))):
+        k = load.index(min(load))
+        shards[k].append(s)
+        load[k] += len(s.prompt_ids) + len(s.response_ids)
+    return shards
+
+
+# ------------------------------------------------------------ the actors' code
+class _Worker:
+    """One trainer rank, with a rollout engine on the same device when colocated."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.trainer: Any = None
+        self.engine: Any = None
+        self._sync: Callable[[], None] = lambda: None
+        self.sleeps = False
+
+    def address(self) -> tuple[str, int]:
+        from azr.distributed.guards import free_port
+
+        return socket.gethostbyname(socket.gethostname()), free_port()
+
+    def setup(
+        self,
+        config: dict[str, Any],
+        rank: int,
+        world: int,
+        master: tuple[str, int],
+        weights: str,
+        resume: str | None,
+    ) -> None:
+        from azr.config import load_config_dict
+        from azr.models import load_pretrained, resolve
+        from azr.rl.backends import build_trainer, vllm_sync
+        from azr.train.weights import apply_lora, load_adapter
+
+        cfg = load_config_dict(config)
+        os.environ.update(
+            RANK=str(rank),
+            WORLD_SIZE=str(world),
+            LOCAL_RANK="0",  # Ray gives each actor its own GPU(s)
+            MASTER_ADDR=master[0],
+            MASTER_PORT=str(master[1]),
+        )
+        t = cfg.trainer
+        lora = t.lora_rank > 0
+        path, kwargs = resolve(cfg.model.path, cfg.model.revision)
+        if self.role == "engine":
+            self.engine = _engine(cfg, weights, None, None)
+            return
+        self.tokenizer, model = load_pretrained(
+            path, kwargs, cfg.model.dtype, f"model.path {cfg.model.path!r}", None if lora else weights
+        )
+        if lora:
+            targets = t.lora_targets if t.lora_targets == "all-linear" else t.lora_targets.split(",")
+            model = apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, targets)
+            if resume is not None:
+                load_adapter(model, Path(resume))
+        self.trainer = build_trainer(cfg, model, self.tokenizer.pad_token_id or 0)
+        if resume is not None:
+            self.trainer.load_optimizer(Path(resume))
+        if self.role == "hybrid":
+            self.engine = _engine(cfg, weights, self.trainer, self.tokenizer)
+            if cfg.rollout.backend == "vllm":
+                scratch = Path(cfg.run.out) / ".sync" / f"rank{rank}"
+                self._sync = vllm_sync(self.engine, self.trainer, lora, scratch)
+                if lora:
+                    self._sync()
+                self.sleeps = cfg.rollout.sleep
+
+    def health(self, timeout_s: float) -> float:
+        from azr.distributed.guards import health_check
+
+        return health_check(timeout_s)
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        return list(self.engine.generate(prompts, params))
+
+    def step(self, samples: list[Sample], total_tokens: int) -> dict[str, float]:
+        if self.sleeps:
+            self.engine.sleep()  # the colocated engine frees its memory for the update
+        return dict(self.trainer.step_shard(samples, total_tokens))
+
+    def sync_local(self) -> None:
+        self._sync()
+
+    def gather_weights(self) -> dict[str, Any] | None:
+        """Full weights on CPU (rank 0 returns them; every rank takes part in the gather)."""
+        rank = int(os.environ["RANK"])
+        out = {}
+        for name, tensor in self.trainer.named_weights():
+            if rank == 0:
+                out[name] = tensor.to("cpu", copy=True)
+        return out if rank == 0 else None
+
+    def load_weights(self, state: dict[str, Any]) -> None:
+        self.engine.load_weights(state)
+
+    def save(self, folder: str) -> None:
+        self.trainer.save(Path(folder))
+
+    def sees(self, path: str) -> bool:
+        return Path(path).exists()
+
+
+def _engine(cfg: Config, weights: str, trainer: Any, tokenizer: Any) -> Any:
+    r = cfg.rollout
+    if r.backend == "hf":
+        from azr.rollout.hf import HFRollout
+
+        if trainer is None:
+            raise ConfigError("rollout.backend=hf runs only colocated (resources.colocate=true)")
+        return HFRollout(trainer.model, tokenizer, r.batch_size, r.max_prompt_tokens)
+    from azr.rollout.vllm import VLLMRollout
+
+    lora = cfg.trainer.lora_rank > 0
+    return VLLMRollout(
+        weights,
+        dtype=cfg.model.dtype,
+        tensor_parallel_size=cfg.resources.tensor_parallel,
+        gpu_memory_utilization=r.gpu_memory_utilization,
+        sleep=r.sleep and trainer is not None,
+        max_model_len=r.max_prompt_tokens + r.max_response_tokens,
+        seed=cfg.run.seed,
+        enforce_eager=r.enforce_eager,
+        enable_lora=lora,
+        max_lora_rank=max(cfg.trainer.lora_rank, 1),
+    )
+
+
+class _SandboxWorker:
+    def __init__(self, timeout_s: float, memory_mb: int, workers: int, max_output_chars: int) -> None:
+        from azr.sandbox import Sandbox
+
+        self.sandbox = Sandbox(
+            timeout_s=timeout_s, memory_mb=memory_mb, workers=workers, max_output_chars=max_output_chars
+        )
+
+    def call(self, method: str, items: list[Any]) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in getattr(self.sandbox, method)(items)]
+
+
+# ------------------------------------------------------------ the driver's proxies
+class RaySandbox:
+    """The batch methods of ``Sandbox`` the loop uses, spread over CPU actors."""
+
+    def __init__(self, actors: list[Any]) -> None:
+        self.actors = actors
+
+    def _map(self, method: str, items: list[Any]) -> list[dict[str, Any]]:
+        ray = _ray()
+        parts = chunks(items, len(self.actors))
+        refs = [a.call.remote(method, p) for a, p in zip(self.actors, parts, strict=True) if p]
+        return [d for part in ray.get(refs) for d in part]
+
+    def validate_batch(self, items: list[tuple[str, str]]) -> list[RemoteResult]:
+        return [_result(d) for d in self._map("validate_batch", items)]
+
+    def run_batch(self, items: list[tuple[str, str]]) -> list[RemoteResult]:
+        return [_result(d) for d in self._map("run_batch", items)]
+
+    def check_deduction_batch(self, items: list[tuple[str, str]]) -> list[RemoteVerdict]:
+        return [_verdict(d) for d in self._map("check_deduction_batch", items)]
+
+    def check_abduction_batch(self, items: list[tuple[str, str, str]]) -> list[RemoteVerdict]:
+        return [_verdict(d) for d in self._map("check_abduction_batch", items)]
+
+    def check_induction_batch(self, items: list[tuple[str, list[str], list[str]]]) -> list[RemoteVerdict]:
+        return [_verdict(d) for d in self._map("check_induction_batch", items)]
+
+
+class RayRollout:
+    """A ``RolloutEngine`` over several engines: prompts split evenly, results in order."""
+
+    def __init__(self, engines: list[Any]) -> None:
+        self.engines = engines
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        ray = _ray()
+        parts = chunks(list(prompts), len(self.engines))
+        refs = []
+        for k, (engine, part) in enumerate(zip(self.engines, parts, strict=True)):
+            if part:
+                # Each engine samples its own stream; the same seed would repeat samples.
+                seed = None if params.seed is None else params.seed + 1_000_003 * k
+                refs.append(engine.generate.remote(part, SamplingParams(**{**vars(params), "seed": seed})))
+        return [group for result in ray.get(refs) for group in result]
+
+    def load_weights(self, state_dict: dict[str, Any]) -> None:
+        ray = _ray()
+        ref = ray.put(state_dict)
+        ray.get([e.load_weights.remote(ref) for e in self.engines])
+
+
+class RayTrainer:
+    """A ``Trainer`` over the DeepSpeed ranks: samples balanced by tokens, one step on all."""
+
+    def __init__(self, workers: list[Any]) -> None:
+        self.workers = workers
+
+    def step(self, samples: Sequence[Sample]) -> dict[str, float]:
+        ray = _ray()
+        kept = [s for s in samples if s.response_ids]
+        total = sum(len(s.response_ids) for s in kept)
+        shards = shard_by_tokens(kept, len(self.workers))
+        results = ray.get(
+            [w.step.remote(shard, total) for w, shard in zip(self.workers, shards, strict=True)]
+        )
+        if "train/skipped" in results[0]:
+            return results[0]
+        merged = dict(results[0])
+        # Each rank reports its share of the whole batch's token means: they add up.
+        for key in (
+            "train/loss",
+            "train/policy_loss",
+            "train/entropy",
+            "train/clip_fraction",
+            "train/approx_kl",
+        ):
+            merged[key] = sum(r[key] for r in results)
+        merged["train/ranks"] = float(len(self.workers))
+        return merged
+
+    def save(self, folder: Path) -> None:
+        ray = _ray()
+        folder.mkdir(parents=True, exist_ok=True)
+        ray.get([w.save.remote(str(folder)) for w in self.workers])
+
+    def load_optimizer(self, folder: Path) -> None:
+        pass  # the ranks load it at start-up, from the checkpoint they were given
+
+    def gather(self) -> dict[str, Any]:
+        ray = _ray()
+        return ray.get([w.gather_weights.remote() for w in self.workers])[0]
+
+
+@dataclass
+class Cluster:
+    rollout: Any
+    trainer: RayTrainer
+    sync: Callable[[], None]
+    sandbox: RaySandbox
+    placement_group: Any
+
+    def shutdown(self) -> None:
+        ray = _ray()
+        ray.util.remove_placement_group(self.placement_group)
+
+
+def launch(
+    config: Config, placement: Placement, weights: str, resume: Path | None, run_folder: Path
+) -> Cluster:
+    """Start the actors of ``placement`` and wire them into the loop's interfaces."""
+    ray = _ray()
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    res = config.resources
+    if config.trainer.backend != "deepspeed":
+        raise ConfigError(
+            "several trainer ranks need trainer.backend=deepspeed (torch trains in one process)"
+        )
+    if not ray.is_initialized():
+        address = res.ray_address or os.environ.get("RAY_ADDRESS")
+        # A local cluster declares at least a CPU per rank plus one for the sandbox actor;
+        # Ray's CPU counts are for scheduling, the processes share the real cores.
+        processes = len(placement.trainer) + (0 if placement.colocated else len(placement.engines))
+        cpus = None if address else max(os.cpu_count() or 1, processes + 1)
+        ray.init(address=address, num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+    gpu = res.gpus_per_node > 0
+    wanted = res.nodes * res.gpus_per_node
+    have = int(ray.cluster_resources().get("GPU", 0))
+    if wanted > have:
+        raise ConfigError(
+            f"resources ask for {wanted} GPUs ({res.nodes} node(s) x {res.gpus_per_node}); "
+            f"the Ray cluster has {have}: start the nodes first, or lower resources.gpus_per_node/nodes"
+        )
+    unit = {"GPU": 1, "CPU": 1} if gpu else {"CPU": 1}
+    bundles = [dict(unit) for _ in placement.trainer]
+    if not placement.colocated:
+        engine_unit = {"GPU": res.tensor_parallel, "CPU": 1} if gpu else {"CPU": 1}
+        bundles += [dict(engine_unit) for _ in placement.engines]
+    pg = placement_group(bundles, strategy="PACK")
+    if not _wait(ray, pg.ready(), res.comm_timeout_s):
+        raise ConfigError(
+            f"Ray could not reserve {bundles} within {res.comm_timeout_s:g} s: "
+            f"the cluster has {ray.cluster_resources()}"
+        )
+    role = "hybrid" if placement.colocated else "trainer"
+    worker_cls = ray.remote(_Worker)
+
+    def on(index: int, gpus: float) -> Any:
+        strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=index)
+        return worker_cls.options(num_gpus=gpus, num_cpus=1, scheduling_strategy=strategy)
+
+    workers = [on(i, 1 if gpu else 0).remote(role) for i in range(len(placement.trainer))]
+    master = ray.get(workers[0].address.remote())
+    plain = to_dict(config)
+    plain["run"]["out"] = str(run_folder)
+    resume_s = str(resume) if resume else None
+    world = len(workers)
+    ray.get([w.setup.remote(plain, r, world, master, weights, resume_s) for r, w in enumerate(workers)])
+    if res.nodes > 1 and not all(ray.get([w.sees.remote(str(run_folder)) for w in workers])):
+        raise ConfigError(
+            f"run.out {run_folder} is not visible on every node: a multi-node run writes its "
+            "checkpoints from rank 0, so put run.out on a shared filesystem"
+        )
+    ray.get([w.health.remote(res.comm_timeout_s) for w in workers])
+    trainer = RayTrainer(workers)
+    if placement.colocated:
+        rollout: Any = RayRollout(workers)
+
+        def sync() -> None:
+            ray.get([w.sync_local.remote() for w in workers])
+    else:
+        engines = [
+            on(len(workers) + k, res.tensor_parallel if gpu else 0).remote("engine")
+            for k in range(len(placement.engines))
+        ]
+        ray.get([e.setup.remote(plain, 0, 1, master, weights, resume_s) for e in engines])
+        rollout = RayRollout(engines)
+
+        def sync() -> None:
+            rollout.load_weights(trainer.gather())
+
+    s = config.sandbox
+    per_node = max(1, int(ray.cluster_resources().get("CPU", 2)) // max(res.nodes, 1) - world)
+    sandbox_cls = ray.remote(_SandboxWorker).options(num_cpus=1, scheduling_strategy="SPREAD")
+    actors = [
+        sandbox_cls.remote(s.timeout_s, s.memory_mb, s.workers or per_node, s.max_output_chars)
+        for _ in range(res.nodes)
+    ]
+    ready, _ = ray.wait(
+        [a.call.remote("run_batch", []) for a in actors], num_returns=len(actors), timeout=res.comm_timeout_s
+    )
+    if len(ready) < len(actors):
+        raise ConfigError(
+            f"only {len(ready)} of {len(actors)} sandbox actors started within {res.comm_timeout_s:g} s; "
+            f"the cluster has {ray.cluster_resources()}"
+        )
+    return Cluster(rollout, trainer, sync, RaySandbox(actors), pg)
+
+
+def _wait(ray: Any, ref: Any, timeout_s: float) -> bool:
+    ready, _ = ray.wait([ref], timeout=timeout_s)
+    return bool(ready)

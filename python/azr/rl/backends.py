@@ -1,0 +1,137 @@
+"""The rollout engine and trainer a run uses, from ``rollout.backend`` and
+``trainer.backend``, and how new weights reach the engine after an update.
+
+In one process (the CPU, or one GPU):
+
+- ``hf`` rollouts generate with the very model object the trainer updates,
+  so a sync costs nothing (ZeRO-3 is refused there: its parameters are
+  partitioned and ``generate`` cannot use them).
+- ``vllm`` rollouts run an engine beside the trainer on the same GPU; the
+  engine sleeps (frees its memory) while the trainer updates, wakes, and takes
+  the new weights in process, one tensor at a time. With LoRA only the
+  adapter travels: it is saved and loaded as a new adapter version.
+
+Past one process, ``azr.distributed.ray_driver`` assembles the same pieces
+as Ray actors.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from azr._core import ConfigError
+from azr.config import Config
+from azr.rollout.base import RolloutEngine
+from azr.train.base import Sample, Trainer
+
+
+def build_trainer(config: Config, model: Any, pad_token_id: int) -> Any:
+    t, sp = config.trainer, config.selfplay
+    common: dict[str, Any] = {
+        "lr": t.lr,
+        "weight_decay": t.weight_decay,
+        "betas": t.betas,
+        "grad_clip": t.grad_clip,
+        "micro_batch_size": t.micro_batch_size,
+        "micro_batch_tokens": t.micro_batch_tokens,
+        "clip_eps": sp.clip_eps,
+        "entropy_coef": sp.entropy_coef,
+        "pad_token_id": pad_token_id,
+        "gradient_checkpointing": t.gradient_checkpointing,
+    }
+    if t.backend == "torch":
+        from azr.train.torch_trainer import TorchTrainer
+
+        return TorchTrainer(model, **common)
+    from azr.train.deepspeed_trainer import DeepSpeedTrainer
+
+    return DeepSpeedTrainer(
+        model,
+        stage=t.zero_stage,
+        dtype=config.model.dtype,
+        offload_optimizer=t.offload_optimizer,
+        offload_params=t.offload_params,
+        comm_timeout_s=config.resources.comm_timeout_s,
+        **common,
+    )
+
+
+class SleepDuringUpdate:
+    """A trainer whose colocated engine sleeps while it updates (frees the KV cache)."""
+
+    def __init__(self, trainer: Any, engine: Any) -> None:
+        self.inner, self.engine = trainer, engine
+
+    def step(self, samples: Sequence[Sample]) -> dict[str, float]:
+        self.engine.sleep()
+        return dict(self.inner.step(samples))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def vllm_sync(engine: Any, trainer: Any, lora: bool, scratch: Path) -> Callable[[], None]:
+    """After an update: wake the engine and give it the new weights (or adapter)."""
+    version = [0]
+
+    def sync() -> None:
+        engine.wake()
+        if lora:
+            from azr.train.weights import ADAPTER
+
+            version[0] += 1
+            folder = scratch / f"v{version[0]}"
+            trainer.model.save_pretrained(folder / ADAPTER, safe_serialization=True)
+            engine.load_adapter(folder / ADAPTER)
+            shutil.rmtree(scratch / f"v{version[0] - 1}", ignore_errors=True)
+            return
+        named = getattr(trainer, "named_weights", None)
+        engine.load_weights(named() if named else trainer.state_dict().items())
+
+    return sync
+
+
+def build_backends(
+    config: Config, model: Any, tokenizer: Any, weights_folder: str, scratch: Path
+) -> tuple[RolloutEngine, Trainer, Callable[[], None]]:
+    """(rollout engine, trainer, sync) for a run in this process.
+
+    ``weights_folder`` is the HF folder the engine starts from: the model's
+    source, or the checkpoint a run resumes from.
+    """
+    r, t = config.rollout, config.trainer
+    lora = t.lora_rank > 0
+    if r.backend == "hf" and t.backend == "deepspeed" and t.zero_stage == 3:
+        raise ConfigError(
+            "rollout.backend=hf cannot generate with ZeRO-3's partitioned parameters; "
+            "use rollout.backend=vllm or trainer.zero_stage=2"
+        )
+    trainer = build_trainer(config, model, tokenizer.pad_token_id or 0)
+    if r.backend == "hf":
+        from azr.rollout.hf import HFRollout
+
+        # Generation uses the object the trainer updates: nothing to copy.
+        rollout = HFRollout(trainer.model, tokenizer, r.batch_size, r.max_prompt_tokens)
+        return rollout, trainer, lambda: None
+    from azr.rollout.vllm import VLLMRollout
+
+    engine: Any = VLLMRollout(
+        weights_folder,
+        dtype=config.model.dtype,
+        tensor_parallel_size=config.resources.tensor_parallel,
+        gpu_memory_utilization=r.gpu_memory_utilization,
+        sleep=r.sleep,
+        max_model_len=r.max_prompt_tokens + r.max_response_tokens,
+        seed=config.run.seed,
+        enforce_eager=r.enforce_eager,
+        enable_lora=lora,
+        max_lora_rank=max(t.lora_rank, 1),
+    )
+    sync = vllm_sync(engine, trainer, lora, scratch)
+    if lora:
+        sync()  # a resumed run's adapter (or the fresh one) before the first rollout
+    wrapped: Any = SleepDuringUpdate(trainer, engine) if r.sleep else trainer
+    return engine, wrapped, sync

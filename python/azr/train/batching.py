@@ -1,0 +1,111 @@
+"""What every trainer backend shares: splitting a batch into micro-batches and
+the TRR++ loss of one micro-batch, scaled so that accumulating the
+micro-batches (and averaging over data-parallel ranks) gives the gradient of
+the token-mean loss over the *whole* batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from azr.rl.loss import policy_loss, token_entropy
+from azr.train.base import Sample
+
+#: The loss terms a step reports, each a token-weighted mean over the batch.
+TERMS = ("loss", "policy", "entropy", "clip_fraction", "approx_kl")
+
+
+def micro_batches(samples: Sequence[Sample], size: int, token_budget: int = 0) -> list[list[Sample]]:
+    """Consecutive micro-batches of at most ``size`` samples, and, when
+    ``token_budget`` is set, at most that many padded tokens each
+    (``rows × longest sequence``); a sample longer than the budget goes alone."""
+    out: list[list[Sample]] = []
+    current: list[Sample] = []
+    longest = 0
+    for s in samples:
+        length = len(s.prompt_ids) + len(s.response_ids)
+        widest = max(longest, length)
+        over = token_budget > 0 and current and widest * (len(current) + 1) > token_budget
+        if current and (len(current) >= size or over):
+            out.append(current)
+            current, widest = [], length
+        current.append(s)
+        longest = widest
+    if current:
+        out.append(current)
+    return out
+
+
+def response_logprobs(
+    model: Any, batch: Sequence[Sample], pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-probs and entropies of the response tokens, ``[b, T]``, and their mask."""
+    device = next(model.parameters()).device
+    seqs = [s.prompt_ids + s.response_ids for s in batch]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        attention[row, : len(seq)] = 1
+    logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits[:, :-1]
+    targets = ids[:, 1:].to(device)
+    logp_all = torch.log_softmax(logits.float(), dim=-1)
+    logprobs = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    entropy = token_entropy(logits)
+    mask = torch.zeros_like(logprobs)
+    for row, s in enumerate(batch):
+        start = len(s.prompt_ids) - 1
+        mask[row, start : start + len(s.response_ids)] = 1.0
+    return logprobs, entropy, mask
+
+
+def micro_batch_loss(
+    model: Any,
+    batch: Sequence[Sample],
+    total_tokens: int,
+    *,
+    clip_eps: float,
+    entropy_coef: float,
+    pad_token_id: int,
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss to call ``backward`` on, and this micro-batch's share of each reported term.
+
+    ``policy_loss`` means over the micro-batch's tokens; the result is rescaled
+    by its share of ``total_tokens`` (the response tokens of the whole batch,
+    on every rank) so accumulated gradients are the whole batch's token mean.
+    ``scale`` undoes a data-parallel gradient average (the world size).
+    """
+    logprobs, entropy, mask = response_logprobs(model, batch, pad_token_id)
+    old = torch.zeros_like(logprobs)
+    for row, s in enumerate(batch):
+        begin = len(s.prompt_ids) - 1
+        n = len(s.response_ids)
+        if s.old_logprobs is None:
+            old[row, begin : begin + n] = logprobs[row, begin : begin + n].detach()
+        else:
+            old[row, begin : begin + n] = torch.tensor(s.old_logprobs, dtype=old.dtype)
+    advantages = torch.tensor([s.advantage for s in batch], dtype=logprobs.dtype, device=logprobs.device)
+    terms = policy_loss(
+        logprobs, old, advantages, mask, clip_eps=clip_eps, entropy=entropy, entropy_coef=entropy_coef
+    )
+    share = mask.sum().item() / total_tokens
+    reported = {key: float(getattr(terms, key).item()) * share for key in TERMS}
+    return terms.loss * (share * scale), reported
+
+
+def report(sums: dict[str, float], grad_norm: float, total_tokens: int) -> dict[str, float]:
+    """A step's metrics under the ``train/`` namespace."""
+    return {
+        "train/loss": sums["loss"],
+        "train/policy_loss": sums["policy"],
+        "train/entropy": sums["entropy"],
+        "train/clip_fraction": sums["clip_fraction"],
+        "train/approx_kl": sums["approx_kl"],
+        "train/grad_norm": grad_norm,
+        "train/response_tokens": float(total_tokens),
+    }

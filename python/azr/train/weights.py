@@ -1,0 +1,74 @@
+"""Model weights as the rest of azr sees them: a complete HF folder per
+checkpoint, LoRA adapters (``trainer.lora_rank > 0``, with ``peft``) merged
+into it, and the adapter kept beside it so a run resumes exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from azr._core import ConfigError
+
+ADAPTER = "adapter"
+
+
+def apply_lora(model: Any, rank: int, alpha: int, dropout: float, targets: Sequence[str] | str) -> Any:
+    """Wrap ``model`` with fresh LoRA adapters (the base weights freeze)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise ConfigError("trainer.lora_rank > 0 needs peft: pip install 'azr[train]'") from exc
+    target: Any = targets if isinstance(targets, str) else list(targets)
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target, task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, config)
+
+
+def is_lora(model: Any) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def load_adapter(model: Any, folder: Path) -> None:
+    """Load the adapter weights a checkpoint saved into a LoRA-wrapped model."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = folder / ADAPTER / "adapter_model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"{folder} has no LoRA adapter ({path}); was it saved with trainer.lora_rank=0?")
+    result = set_peft_model_state_dict(model, load_file(str(path)))
+    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if missing:
+        raise ConfigError(f"the adapter in {path} does not fit this model: {missing[:3]}")
+
+
+def merged_state_dict(model: Any) -> dict[str, Any]:
+    """The weights under the base model's own names, with any LoRA merged in
+    (CPU copies; the live model is left as it was)."""
+    if not is_lora(model):
+        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    model.merge_adapter()
+    try:
+        out = {}
+        for key, value in model.get_base_model().state_dict().items():
+            if "lora_" in key:
+                continue
+            out[key.replace(".base_layer.", ".")] = value.detach().to("cpu", copy=True)
+    finally:
+        model.unmerge_adapter()
+    return out
+
+
+def save_model(model: Any, folder: Path, state: dict[str, Any] | None = None) -> None:
+    """``folder/model``: a complete HF folder (safetensors); LoRA runs add ``folder/adapter``."""
+    if is_lora(model):
+        model.save_pretrained(folder / ADAPTER, safe_serialization=True)
+        base = model.get_base_model()
+        base.save_pretrained(
+            folder / "model", state_dict=state or merged_state_dict(model), safe_serialization=True
+        )
+    else:
+        model.save_pretrained(folder / "model", state_dict=state, safe_serialization=True)

@@ -1,0 +1,79 @@
+"""Runs one DeepSpeed trainer process for tests/distributed/test_deepspeed.py.
+
+    python ds_script.py MODE MODEL OUT STAGE     (RANK / WORLD_SIZE / MASTER_PORT from the environment)
+
+MODE ``shard``: one step over this rank's share of BATCH_A, then a checkpoint to OUT.
+MODE ``resume``: one process loads OUT, steps over BATCH_B, writes OUT/params.pt.
+MODE ``straight``: one process steps over BATCH_A then BATCH_B, writes OUT/params.pt.
+MODE ``torch``: the same two steps with the plain torch trainer, writes OUT/params.pt.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from azr.distributed.ray_driver import shard_by_tokens
+from azr.train import Sample
+from transformers import AutoModelForCausalLM
+
+BATCH_A = [
+    Sample([5, 6, 7], [8, 9], 1.0),
+    Sample([5, 6], [10, 11, 12, 13], -0.5),
+    Sample([7], [14], 0.25),
+    Sample([5, 6, 7, 8], [9, 10, 11], -1.0),
+    Sample([9, 9], [3, 4, 5], 0.75),
+]
+BATCH_B = [Sample([4, 4, 4], [6, 7, 8, 9], -0.25), Sample([8], [3], 1.0), Sample([2, 3], [4, 5, 6], 0.5)]
+OPTIONS = {"lr": 1e-2, "micro_batch_size": 2, "weight_decay": 0.1, "grad_clip": 0.5, "entropy_coef": 0.01}
+
+
+def model(folder: str) -> torch.nn.Module:
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+
+
+def deepspeed_trainer(folder: str, stage: int):  # type: ignore[no-untyped-def]
+    from azr.train.deepspeed_trainer import DeepSpeedTrainer
+
+    return DeepSpeedTrainer(model(folder), stage=stage, dtype="float32", comm_timeout_s=120, **OPTIONS)
+
+
+def params(trainer) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    named = getattr(trainer, "named_weights", None)
+    items = named() if named else trainer.model.state_dict().items()
+    return {k: v.detach().cpu().clone() for k, v in items}
+
+
+def main() -> None:
+    mode, folder, out, stage = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+    if mode == "shard":
+        trainer = deepspeed_trainer(folder, stage)
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        total = sum(len(s.response_ids) for s in BATCH_A)
+        trainer.step_shard(shard_by_tokens(BATCH_A, world)[rank], total)
+        trainer.save(out)
+        return
+    if mode == "resume":
+        trainer = deepspeed_trainer(str(out / "model"), stage)
+        trainer.load_optimizer(out)
+        trainer.step(BATCH_B)
+    elif mode == "straight":
+        trainer = deepspeed_trainer(folder, stage)
+        trainer.step(BATCH_A)
+        trainer.step(BATCH_B)
+    else:
+        from azr.train.torch_trainer import TorchTrainer
+
+        trainer = TorchTrainer(model(folder), **OPTIONS)
+        trainer.step(BATCH_A)
+        trainer.step(BATCH_B)
+    weights = params(trainer)
+    if int(os.environ.get("RANK", "0")) == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(weights, out / "params.pt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The GPU path on a CUDA machine (marker ``gpu``; skipped elsewhere with the reason).
+
+DeepSpeed on the GPU computes the CPU torch trainer's update; `azr train`
+runs self-play steps with DeepSpeed on a random-init model, checkpoints and
+resumes. (vLLM on the GPU: tests/rollout/test_vllm*.py with marker ``vllm``.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+torch = pytest.importorskip("torch", reason="needs the training stack: pip install 'azr[train]'")
+
+
+def _gpu() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pytest.importorskip("deepspeed", reason="needs DeepSpeed: pip install 'azr[deepspeed]'")
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_zero_on_the_gpu_matches_the_cpu_update(stage: int, tiny_model_dir: Path, tmp_path: Path) -> None:
+    _gpu()
+    from tests.distributed.test_deepspeed import _assert_close, _launch, _params, _start
+
+    _launch("torch", tiny_model_dir, tmp_path / "torch", stage)
+    _launch("straight", tiny_model_dir, tmp_path / "ds", stage, gpu=True)
+    _assert_close(_params(tmp_path / "torch"), _params(tmp_path / "ds"), _start(tiny_model_dir))
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_selfplay_steps_with_deepspeed_on_the_gpu(stage: int, tmp_path: Path) -> None:
+    _gpu()
+    from tests.rl.test_train_e2e import azr, seed_file, steps_logged
+
+    run = tmp_path / "run"
+    args = (
+        "trainer.backend=deepspeed",
+        f"trainer.zero_stage={stage}",
+        # ZeRO-3 partitions parameters, so generation needs vLLM when it is installed.
+        *(("rollout.backend=vllm", "rollout.gpu_memory_utilization=0.3") if stage == 3 else ()),
+        f"selfplay.seed_buffer={seed_file(tmp_path / 'seeds.jsonl')}",
+    )
+    if stage == 3:
+        pytest.importorskip("vllm", reason="ZeRO-3 generation needs vLLM: pip install 'azr[gpu]'")
+    first = azr("train", "--out", str(run), "--steps", "2", *args, timeout=1200)
+    assert first.returncode == 0, first.stderr[-4000:] + first.stdout[-2000:]
+    again = azr("train", "--resume", str(run), "--steps", "3", timeout=1200)
+    assert again.returncode == 0, again.stderr[-4000:] + again.stdout[-2000:]
+    assert steps_logged(run) == [1, 2, 3]
