@@ -6,7 +6,8 @@ check the output round-trips through ast.literal_eval. Executors, all measured
 in this one run:
 
 - azr: ``Sandbox.validate_batch`` on all cores (two fresh WebAssembly
-  instances with different seeds, clocks and hash secrets, plus a judge).
+  instances with different seeds, clocks and hash secrets, plus a judge), and
+  on one worker thread, which shows how far the worker threads scale.
 - official executor, faithful: a model of the official Absolute Zero Reasoner
   executor (``PythonExecutor.check_all`` with the determinism check, as its
   self-play trainer calls it for every proposal), written from reading its
@@ -372,9 +373,14 @@ def main() -> None:
     cores = os.cpu_count() or 1
     sandbox = Sandbox(timeout_s=TIMEOUT_S)
     azr(sandbox)(pairs[:50])  # warm the pool and the judges
+    one_worker = Sandbox(timeout_s=TIMEOUT_S, workers=1)
+    azr(one_worker)(pairs[:50])
 
     official = f"official, faithful (pebble, 1 worker, pool per {args.step_size} calls)"
-    executors: dict[str, tuple[Executor, list[Pair]]] = {f"azr ({cores} workers)": (azr(sandbox), pairs)}
+    executors: dict[str, tuple[Executor, list[Pair]]] = {
+        f"azr ({cores} workers)": (azr(sandbox), pairs),
+        "azr (1 worker: how far threads scale)": (azr(one_worker), pairs),
+    }
     if _have_pebble():
         executors[official] = (official_faithful(args.step_size), official_pairs)
         executors[f"official, pessimistic (pool per {args.pessimistic_step_size} calls)"] = (

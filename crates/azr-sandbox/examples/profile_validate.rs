@@ -5,10 +5,13 @@
 //!
 //! `cargo run --release -p azr-sandbox --example profile_validate -- [N] [CRUXEVAL_JSONL]`
 //!
+//! `AZR_PROFILE_ONLY=trivial|run|judge|validate|batch` runs one part;
+//! `AZR_PROFILE_WORKERS` sizes the batch pool (default 2).
+//!
 //! With `AZR_WASM_PERFMAP=1`, Wasmtime writes `/tmp/perf-<pid>.map` so that
 //! `perf record` / `perf report` can name the guest's compiled functions.
 
-use azr_sandbox::{Sandbox, SandboxConfig};
+use azr_sandbox::{Job, Sandbox, SandboxConfig};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,8 +30,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (s("code"), s("input"), s("output"))
         })
         .collect();
+    let workers: usize = std::env::var("AZR_PROFILE_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
     let sandbox = Sandbox::new(SandboxConfig {
-        workers: 1,
+        workers,
         ..SandboxConfig::default()
     })?;
     for (program, input, _) in pairs.iter().take(20) {
@@ -64,6 +71,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         per_program("validate (2 fresh instances + judge)", &|p, i, _| {
             sandbox.validate(p, i);
         });
+    }
+    if want("batch") {
+        let jobs: Vec<Job> = pairs
+            .iter()
+            .map(|(program, input, _)| Job::Validate {
+                program: program.clone(),
+                input: input.clone(),
+            })
+            .collect();
+        let start = Instant::now();
+        sandbox.execute_batch(&jobs);
+        let ms = start.elapsed().as_secs_f64() * 1e3 / pairs.len() as f64;
+        let label = format!("validate_batch on {workers} workers");
+        println!("{label:<44} {ms:>8.3} ms per program");
     }
     Ok(())
 }
