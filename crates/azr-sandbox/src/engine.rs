@@ -48,6 +48,8 @@ pub(crate) fn engine(flags: EngineFlags) -> Result<Engine, Error> {
         .memory_init_cow(true)
         .memory_guaranteed_dense_image_size(64 << 20)
         .parallel_compilation(true);
+    // For profiling only: `/tmp/perf-<pid>.map` lets `perf report` name the
+    // guest's compiled functions (see examples/profile_validate.rs).
     if std::env::var_os("AZR_WASM_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
