@@ -4,10 +4,10 @@ against raw vLLM generation on the same prompts, and weight sync speed.
     python benches/rollout_bench.py [--model DIR] [--prompts 64] [--n 4] [--max-tokens 128]
 
 Reports, measured in this one process:
-- rollout tokens/s: ``vllm.LLM.generate`` alone (no log-probs) versus
-  ``VLLMRollout.generate`` (log-probs, ``Completion`` objects) on the same
-  engine and prompts, alternated over ``--rounds``; the framework overhead is
-  ``1 - azr/raw`` (target: at most 10%);
+- rollout tokens/s: ``vllm.LLM.generate`` alone versus ``VLLMRollout.generate``
+  (``Completion`` objects; without log-probs, as the loop asks by default, and
+  with them) on the same engine and prompts, alternated over ``--rounds``; the
+  framework overhead is ``1 - azr/raw`` (target: at most 10%);
 - weight sync: seconds to push the model's full state dict into the engine,
   and seconds per GB.
 Writes ``benches/results/rollout_bench.json``.
@@ -45,7 +45,9 @@ def main() -> None:
     path, _ = resolve(args.model)
     engine = VLLMRollout(path, dtype=dtype, gpu_memory_utilization=0.5 if gpu else 0.2, enforce_eager=not gpu)
     prompts = [f"def f{k}(x):\n    # step {k}: return x plus {k}\n    return" for k in range(args.prompts)]
-    params = SamplingParams(n=args.n, temperature=1.0, max_tokens=args.max_tokens, seed=0)
+    # As the loop asks (log-probs only for several passes over a batch), and with log-probs.
+    params = SamplingParams(n=args.n, temperature=1.0, max_tokens=args.max_tokens, seed=0, logprobs=False)
+    with_lp = SamplingParams(n=args.n, temperature=1.0, max_tokens=args.max_tokens, seed=0, logprobs=True)
     raw_params = vllm.SamplingParams(n=args.n, temperature=1.0, max_tokens=args.max_tokens, seed=0)
 
     def raw() -> int:
@@ -55,10 +57,13 @@ def main() -> None:
     def ours() -> int:
         return sum(len(c.token_ids) for group in engine.generate(prompts, params) for c in group)
 
-    raw(), ours()  # warm-up: compilation, caches
-    rates: dict[str, list[float]] = {"raw": [], "azr": []}
+    def ours_lp() -> int:
+        return sum(len(c.token_ids) for group in engine.generate(prompts, with_lp) for c in group)
+
+    raw(), ours(), ours_lp()  # warm-up: compilation, caches
+    rates: dict[str, list[float]] = {"raw": [], "azr": [], "azr_logprobs": []}
     for _ in range(args.rounds):
-        for name, fn in (("raw", raw), ("azr", ours)):
+        for name, fn in (("raw", raw), ("azr", ours), ("azr_logprobs", ours_lp)):
             engine.llm.reset_prefix_cache()
             start = time.perf_counter()
             tokens = fn()
@@ -73,6 +78,7 @@ def main() -> None:
         engine.load_weights(state)
         syncs.append(time.perf_counter() - start)
     raw_rate, azr_rate = statistics.median(rates["raw"]), statistics.median(rates["azr"])
+    lp_rate = statistics.median(rates["azr_logprobs"])
     sync = statistics.median(syncs)
     result = {
         "device": torch.cuda.get_device_name() if gpu else "cpu",
@@ -85,17 +91,20 @@ def main() -> None:
         "raw_tokens_per_s": raw_rate,
         "azr_tokens_per_s": azr_rate,
         "overhead": 1 - azr_rate / raw_rate,
+        "azr_logprobs_tokens_per_s": lp_rate,
+        "overhead_with_logprobs": 1 - lp_rate / raw_rate,
         "weights_gb": size_gb,
         "sync_s": sync,
         "sync_s_per_gb": sync / size_gb,
-        "rounds": {"raw": rates["raw"], "azr": rates["azr"], "sync_s": syncs},
+        "rounds": {**rates, "sync_s": syncs},
     }
     engine.close()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"rollout: raw vLLM {raw_rate:,.0f} tok/s, azr {azr_rate:,.0f} tok/s, "
-        f"overhead {100 * result['overhead']:.1f}%; sync {sync:.3f} s for {size_gb:.3f} GB "
+        f"overhead {100 * result['overhead']:.1f}% ({100 * result['overhead_with_logprobs']:.1f}% with "
+        f"log-probs); sync {sync:.3f} s for {size_gb:.3f} GB "
         f"({result['sync_s_per_gb']:.2f} s/GB)"
     )
 

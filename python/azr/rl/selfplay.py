@@ -119,7 +119,13 @@ class SelfPlay:
     def _params(self, n: int, seed: int) -> SamplingParams:
         r = self.config.rollout
         return SamplingParams(
-            n=n, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_response_tokens, seed=seed
+            n=n,
+            temperature=r.temperature,
+            top_p=r.top_p,
+            max_tokens=r.max_response_tokens,
+            seed=seed,
+            # Sampling-time log-probs serve only as pi_old for a second pass over the batch.
+            logprobs=self.config.selfplay.ppo_epochs > 1,
         )
 
     def _timed(self, phase: str, start: float) -> None:

@@ -16,6 +16,9 @@ class SamplingParams:
     top_p: float = 1.0
     max_tokens: int = 8096
     seed: int | None = None
+    logprobs: bool = True
+    """Report each generated token's log-prob (costs a log-softmax per token; the
+    loop asks only when it reuses rollouts for several passes)."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class Completion:
     """The generated text without special tokens."""
     logprobs: list[float]
     """Log-probability of each generated token under the model (raw logits: before
-    temperature and top-p), the quantity the trainer's ratio compares against."""
+    temperature and top-p), the quantity the trainer's ratio compares against;
+    empty when the sampling parameters did not ask for them."""
     finished: bool
     """Whether generation stopped at end-of-sequence (not at the length limit)."""
 

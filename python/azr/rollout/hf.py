@@ -64,14 +64,16 @@ class HFRollout:
             max_new_tokens=params.max_tokens,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
-            output_logits=True,
+            output_logits=params.logprobs,
             return_dict_in_generate=True,
         )
         new = result.sequences[:, ids.shape[1] :].cpu()
-        # The policy's own log-probs (raw logits: no temperature or top-p), as vLLM
-        # reports them and as the trainer computes them.
-        logits = torch.stack(result.logits, dim=1).float().cpu()  # [B, new, vocab]
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        logprobs = None
+        if params.logprobs:
+            # The policy's own log-probs (raw logits: no temperature or top-p), as vLLM
+            # reports them and as the trainer computes them.
+            logits = torch.stack(result.logits, dim=1).float().cpu()  # [B, new, vocab]
+            logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
         completions = []
         for row in range(new.shape[0]):
             tokens = new[row].tolist()
@@ -87,7 +89,7 @@ class HFRollout:
                     prompt_ids=prompt,
                     token_ids=kept,
                     text=tok.decode(kept, skip_special_tokens=True),
-                    logprobs=logprobs[row, :length].tolist(),
+                    logprobs=logprobs[row, :length].tolist() if logprobs is not None else [],
                     finished=finished,
                 )
             )

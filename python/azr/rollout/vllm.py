@@ -187,7 +187,7 @@ class VLLMRollout:
             top_p=params.top_p if params.temperature > 0 else 1.0,
             max_tokens=params.max_tokens,
             seed=params.seed,
-            logprobs=0,
+            logprobs=0 if params.logprobs else None,
             skip_special_tokens=True,
         )
         outputs = self.llm.generate(list(prompts), sp, use_tqdm=False, lora_request=self.adapter)
