@@ -120,6 +120,9 @@ class SandboxSettings:
     memory_mb: int = 256
     workers: int = 0
     """Parallel executions; 0 means one per core."""
+    processes: bool = True
+    """Run the parallel executions in worker processes (threads of one process share page
+    tables and scale poorly; see ``azr.sandbox.pool``); false: threads of this process."""
     max_output_chars: int = 10_000
 
 

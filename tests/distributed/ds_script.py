@@ -1,6 +1,6 @@
 """Runs one DeepSpeed trainer process for tests/distributed/test_deepspeed.py.
 
-    python ds_script.py MODE MODEL OUT STAGE     (RANK / WORLD_SIZE / MASTER_PORT from the environment)
+    python ds_script.py MODE MODEL OUT STAGE [lora]   (RANK / WORLD_SIZE / MASTER_PORT from the environment)
 
 MODE ``shard``: one step over this rank's share of BATCH_A, then a checkpoint to OUT.
 MODE ``resume``: one process loads OUT, steps over BATCH_B, writes OUT/params.pt.
@@ -30,8 +30,17 @@ BATCH_B = [Sample([4, 4, 4], [6, 7, 8, 9], -0.25), Sample([8], [3], 1.0), Sample
 OPTIONS = {"lr": 1e-2, "micro_batch_size": 2, "weight_decay": 0.1, "grad_clip": 0.5, "entropy_coef": 0.01}
 
 
+LORA = "lora" in sys.argv[5:]
+
+
 def model(folder: str) -> torch.nn.Module:
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    m = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if LORA:
+        from azr.train.weights import apply_lora
+
+        torch.manual_seed(0)  # the same fresh adapters in every process
+        m = apply_lora(m, 4, 16, 0.0, "all-linear")
+    return m
 
 
 def deepspeed_trainer(folder: str, stage: int):  # type: ignore[no-untyped-def]

@@ -21,7 +21,9 @@ SCRIPT = Path(__file__).with_name("ds_script.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _launch(mode: str, model: Path, out: Path, stage: int, world: int = 1, gpu: bool = False) -> None:
+def _launch(
+    mode: str, model: Path, out: Path, stage: int, world: int = 1, gpu: bool = False, lora: bool = False
+) -> None:
     port = str(free_port())
     procs = []
     for rank in range(world):
@@ -35,7 +37,15 @@ def _launch(mode: str, model: Path, out: Path, stage: int, world: int = 1, gpu: 
             **({} if gpu else {"CUDA_VISIBLE_DEVICES": ""}),
             "PYTHONPATH": str(ROOT),
         }
-        cmd = [sys.executable, str(SCRIPT), mode, str(model), str(out), str(stage)]
+        cmd = [
+            sys.executable,
+            str(SCRIPT),
+            mode,
+            str(model),
+            str(out),
+            str(stage),
+            *(["lora"] if lora else []),
+        ]
         procs.append(
             subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         )
@@ -80,3 +90,22 @@ def test_a_two_rank_checkpoint_resumes_on_one(stage: int, tiny_model_dir: Path, 
     _launch("resume", tiny_model_dir, ckpt, stage)
     _launch("straight", tiny_model_dir, tmp_path / "straight", stage)
     _assert_close(_params(ckpt), _params(tmp_path / "straight"), _start(tiny_model_dir))
+
+
+def test_lora_under_zero_matches_the_torch_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("peft", reason="LoRA needs peft: pip install 'azr[train]'")
+    _launch("torch", tiny_model_dir, tmp_path / "torch", 2, lora=True)
+    _launch("straight", tiny_model_dir, tmp_path / "ds", 2, lora=True)
+    plain, zero = _params(tmp_path / "torch"), _params(tmp_path / "ds")
+    assert any("lora_" in k for k in plain)
+    base = {k: v for k, v in plain.items() if "lora_" not in k}
+    start = _start(tiny_model_dir)
+    # Base weights stay frozen; the adapters move the same way under both trainers.
+    for k, v in base.items():
+        assert torch.equal(v, start[k.replace("base_model.model.", "").replace(".base_layer", "")]), k
+    lora = {k: v for k, v in plain.items() if "lora_" in k}
+    zero_lora = {k: v for k, v in zero.items() if "lora_" in k}
+    init = {k: torch.zeros_like(v) if "lora_B" in k else v for k, v in lora.items()}
+    moved = max(float((lora[k] - init[k]).abs().max()) for k in lora if "lora_B" in k)
+    worst = max(float((lora[k] - zero_lora[k]).abs().max()) for k in lora)
+    assert moved > 1e-3 and worst < 0.01 * moved, (worst, moved)

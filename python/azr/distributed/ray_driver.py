@@ -14,8 +14,9 @@ checkpoints' bookkeeping. Ray actors do the heavy work:
   ``tensor_parallel`` GPUs on one node; after each update the trainer ranks
   gather the full weights and rank 0 hands them over through Ray's object
   store.
-- **sandbox workers**, CPU actors spread over the nodes, each with its own
-  ``Sandbox``; the driver splits every batch of checks among them.
+- **sandbox workers**, CPU actors spread over the nodes, each a process with
+  one single-threaded ``Sandbox``; the driver splits every batch of checks
+  among them.
 
 Every collective has ``resources.comm_timeout_s`` as its timeout and the ranks
 pass a health check before the first step, so a dead rank is an error, not a
@@ -35,6 +36,7 @@ from azr._core import ConfigError
 from azr.config import Config, to_dict
 from azr.placement import Placement
 from azr.rollout.base import Completion, SamplingParams
+from azr.sandbox.pool import RemoteResult, RemoteVerdict, to_result, to_verdict
 from azr.train.base import Sample
 
 
@@ -46,46 +48,6 @@ def _ray() -> Any:
             "resources ask for several processes, which run on Ray: pip install 'azr[ray]'"
         ) from exc
     return ray
-
-
-# ------------------------------------------------------------ sandbox results off the wire
-@dataclass(frozen=True)
-class RemoteError:
-    kind: str
-    message: str
-
-
-@dataclass(frozen=True)
-class RemoteResult:
-    """An ``ExecResult`` that crossed a process boundary (same attributes)."""
-
-    ok: bool
-    output: str | None
-    error: RemoteError | None
-    stdout: str
-    elapsed_ms: float
-
-
-@dataclass(frozen=True)
-class RemoteVerdict:
-    """A ``Verdict`` that crossed a process boundary (same attributes)."""
-
-    correct: bool
-    error: RemoteError | None
-    output: str | None
-    elapsed_ms: float
-
-
-def _error(d: dict[str, Any] | None) -> RemoteError | None:
-    return RemoteError(d["kind"], d["message"]) if d else None
-
-
-def _result(d: dict[str, Any]) -> RemoteResult:
-    return RemoteResult(d["ok"], d["output"], _error(d["error"]), d["stdout"], d["elapsed_ms"])
-
-
-def _verdict(d: dict[str, Any]) -> RemoteVerdict:
-    return RemoteVerdict(d["correct"], _error(d["error"]), d["output"], d["elapsed_ms"])
 
 
 def chunks(items: Sequence[Any], parts: int) -> list[list[Any]]:
@@ -260,19 +222,19 @@ class RaySandbox:
         return [d for part in ray.get(refs) for d in part]
 
     def validate_batch(self, items: list[tuple[str, str]]) -> list[RemoteResult]:
-        return [_result(d) for d in self._map("validate_batch", items)]
+        return [to_result(d) for d in self._map("validate_batch", items)]
 
     def run_batch(self, items: list[tuple[str, str]]) -> list[RemoteResult]:
-        return [_result(d) for d in self._map("run_batch", items)]
+        return [to_result(d) for d in self._map("run_batch", items)]
 
     def check_deduction_batch(self, items: list[tuple[str, str]]) -> list[RemoteVerdict]:
-        return [_verdict(d) for d in self._map("check_deduction_batch", items)]
+        return [to_verdict(d) for d in self._map("check_deduction_batch", items)]
 
     def check_abduction_batch(self, items: list[tuple[str, str, str]]) -> list[RemoteVerdict]:
-        return [_verdict(d) for d in self._map("check_abduction_batch", items)]
+        return [to_verdict(d) for d in self._map("check_abduction_batch", items)]
 
     def check_induction_batch(self, items: list[tuple[str, list[str], list[str]]]) -> list[RemoteVerdict]:
-        return [_verdict(d) for d in self._map("check_induction_batch", items)]
+        return [to_verdict(d) for d in self._map("check_induction_batch", items)]
 
 
 class RayRollout:
@@ -430,12 +392,12 @@ def launch(
             rollout.load_weights(trainer.gather())
 
     s = config.sandbox
-    per_node = max(1, int(ray.cluster_resources().get("CPU", 2)) // max(res.nodes, 1) - world)
+    # One single-threaded sandbox per actor process (threads of one process scale
+    # poorly, see azr.sandbox.pool): sandbox.workers actors, or the CPUs the ranks leave.
+    free = int(ray.cluster_resources().get("CPU", 2)) - world
+    count = s.workers or max(res.nodes, free)
     sandbox_cls = ray.remote(_SandboxWorker).options(num_cpus=1, scheduling_strategy="SPREAD")
-    actors = [
-        sandbox_cls.remote(s.timeout_s, s.memory_mb, s.workers or per_node, s.max_output_chars)
-        for _ in range(res.nodes)
-    ]
+    actors = [sandbox_cls.remote(s.timeout_s, s.memory_mb, 1, s.max_output_chars) for _ in range(count)]
     ready, _ = ray.wait(
         [a.call.remote("run_batch", []) for a in actors], num_returns=len(actors), timeout=res.comm_timeout_s
     )

@@ -90,12 +90,18 @@ class Run:
                 "use model.template=r1"
             )
         s = config.sandbox
-        self.sandbox: Any = Sandbox(
-            timeout_s=s.timeout_s,
-            memory_mb=s.memory_mb,
-            workers=s.workers,
-            max_output_chars=s.max_output_chars,
-        )
+        self.sandbox: Any
+        if s.processes and s.workers != 1 and not placement.uses_ray:
+            from azr.sandbox.pool import ProcessSandbox
+
+            self.sandbox = ProcessSandbox(s.timeout_s, s.memory_mb, s.workers, s.max_output_chars)
+        else:
+            self.sandbox = Sandbox(
+                timeout_s=s.timeout_s,
+                memory_mb=s.memory_mb,
+                workers=s.workers,
+                max_output_chars=s.max_output_chars,
+            )
         buffer_dir = folder / "buffer"
         if resume_from is not None:
             shutil.rmtree(buffer_dir, ignore_errors=True)
@@ -137,6 +143,14 @@ class Run:
             )
             # Loaded now, once: a bad source fails at start-up, not at step N.
             self._eval = (opts, load_samples(opts), Grader(s.timeout_s, s.memory_mb, s.workers))
+
+    def close(self) -> None:
+        """Stop the sandbox's worker processes and the Ray actors, if any."""
+        if self.cluster is not None:
+            self.cluster.shutdown()
+        closer = getattr(self.sandbox, "close", None)
+        if closer is not None:
+            closer()
 
     def evaluate(self) -> dict[str, float]:
         """The small in-distribution evaluation logged with a step's metrics (``run.eval_every``)."""
@@ -339,8 +353,7 @@ def train(
                 break
     finally:
         stop.restore()
-        if run.cluster is not None:
-            run.cluster.shutdown()
+        run.close()
         if writer is not None:
             writer.close()
         if wandb is not None:
@@ -366,10 +379,13 @@ def seed_buffers(config_path: str | None, overrides: tuple[str, ...], out: Path)
     random.seed(config.run.seed)
     torch.manual_seed(config.run.seed)
     run = Run(config, out.parent / f".{out.name}.seeding", Console(), None)
-    sp = config.selfplay
-    run.selfplay.seed(sp.seed_factor * sp.batch_size, sp.seed_max_rounds, config.run.seed)
-    run.buffer.compact()
-    sizes = {t: run.buffer.count(t) for t in ("deduction", "abduction", "induction")}
+    try:
+        sp = config.selfplay
+        run.selfplay.seed(sp.seed_factor * sp.batch_size, sp.seed_max_rounds, config.run.seed)
+        run.buffer.compact()
+        sizes = {t: run.buffer.count(t) for t in ("deduction", "abduction", "induction")}
+    finally:
+        run.close()
     del run
     shutil.rmtree(out, ignore_errors=True)
     shutil.move(str(out.parent / f".{out.name}.seeding" / "buffer"), str(out))
