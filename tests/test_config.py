@@ -40,6 +40,14 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         (["selfplay.induction_visible=10"], "induction_visible"),
         (["noequals"], "key=value"),
         (["trainer=3"], "expected a mapping"),
+        (["trainer.zero_stage=4"], "must be 1, 2 or 3"),
+        (
+            ["trainer.backend=deepspeed", "trainer.zero_stage=3", "trainer.lora_rank=8"],
+            "use trainer.zero_stage=2",
+        ),
+        (["trainer.micro_batch_tokens=-1"], "0 or more"),
+        (["rollout.gpu_memory_utilization=1.5"], "gpu_memory_utilization"),
+        (["resources.comm_timeout_s=0"], "comm_timeout_s"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides: list[str], message: str) -> None:

@@ -348,6 +348,11 @@ def validate(config: Config) -> None:
             f"trainer.zero_stage must be 1, 2 or 3, got {t.zero_stage} "
             "(without ZeRO, use trainer.backend=torch)"
         )
+    if t.lora_rank > 0 and t.backend == "deepspeed" and t.zero_stage == 3:
+        raise ConfigError(
+            "trainer.lora_rank with trainer.zero_stage=3 is not supported (adapters are saved and synced "
+            "unpartitioned); LoRA's optimizer state is small: use trainer.zero_stage=2"
+        )
     if t.micro_batch_tokens < 0 or t.lora_rank < 0:
         raise ConfigError("trainer.micro_batch_tokens and trainer.lora_rank must be 0 or more")
     if not 0 < config.rollout.gpu_memory_utilization <= 1:
