@@ -36,7 +36,7 @@ from azr._core import ConfigError
 from azr.config import Config, to_dict
 from azr.placement import Placement
 from azr.rollout.base import Completion, SamplingParams
-from azr.sandbox.pool import RemoteResult, RemoteVerdict, to_result, to_verdict
+from azr.sandbox.pool import RemoteSandbox, call
 from azr.train.base import Sample
 
 
@@ -205,36 +205,21 @@ class _SandboxWorker:
         )
 
     def call(self, method: str, items: list[Any]) -> list[dict[str, Any]]:
-        return [r.to_dict() for r in getattr(self.sandbox, method)(items)]
+        return call(self.sandbox, method, items)
 
 
 # ------------------------------------------------------------ the driver's proxies
-class RaySandbox:
+class RaySandbox(RemoteSandbox):
     """The batch methods of ``Sandbox`` the loop uses, spread over CPU actors."""
 
     def __init__(self, actors: list[Any]) -> None:
         self.actors = actors
 
-    def _map(self, method: str, items: list[Any]) -> list[dict[str, Any]]:
+    def _map(self, method: str, items: Sequence[Any]) -> list[dict[str, Any]]:
         ray = _ray()
         parts = chunks(items, len(self.actors))
         refs = [a.call.remote(method, p) for a, p in zip(self.actors, parts, strict=True) if p]
         return [d for part in ray.get(refs) for d in part]
-
-    def validate_batch(self, items: list[tuple[str, str]]) -> list[RemoteResult]:
-        return [to_result(d) for d in self._map("validate_batch", items)]
-
-    def run_batch(self, items: list[tuple[str, str]]) -> list[RemoteResult]:
-        return [to_result(d) for d in self._map("run_batch", items)]
-
-    def check_deduction_batch(self, items: list[tuple[str, str]]) -> list[RemoteVerdict]:
-        return [to_verdict(d) for d in self._map("check_deduction_batch", items)]
-
-    def check_abduction_batch(self, items: list[tuple[str, str, str]]) -> list[RemoteVerdict]:
-        return [to_verdict(d) for d in self._map("check_abduction_batch", items)]
-
-    def check_induction_batch(self, items: list[tuple[str, list[str], list[str]]]) -> list[RemoteVerdict]:
-        return [to_verdict(d) for d in self._map("check_induction_batch", items)]
 
 
 class RayRollout:

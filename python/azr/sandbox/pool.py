@@ -76,12 +76,43 @@ def _start(options: dict[str, Any]) -> None:
     _WORKER = Sandbox(**options, workers=1)
 
 
+def call(sandbox: Sandbox, method: str, items: list[Any]) -> list[dict[str, Any]]:
+    """Run one of ``sandbox``'s batch methods, results as plain dicts (to cross a process boundary)."""
+    return [r.to_dict() for r in getattr(sandbox, method)(items)]
+
+
 def _call(method: str, items: list[Any]) -> list[dict[str, Any]]:
     assert _WORKER is not None, "the worker process was not initialized"
-    return [r.to_dict() for r in getattr(_WORKER, method)(items)]
+    return call(_WORKER, method, items)
 
 
-class ProcessSandbox:
+class RemoteSandbox:
+    """The batch methods of ``Sandbox`` the loop uses, for sandboxes in other
+    processes; a subclass says how a batch reaches them (``_map``)."""
+
+    def _map(self, method: str, items: Sequence[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def validate_batch(self, items: Sequence[tuple[str, str]]) -> list[RemoteResult]:
+        return [to_result(d) for d in self._map("validate_batch", items)]
+
+    def run_batch(self, items: Sequence[tuple[str, str]]) -> list[RemoteResult]:
+        return [to_result(d) for d in self._map("run_batch", items)]
+
+    def run_script_batch(self, codes: Sequence[str]) -> list[RemoteResult]:
+        return [to_result(d) for d in self._map("run_script_batch", codes)]
+
+    def check_deduction_batch(self, items: Sequence[tuple[str, str]]) -> list[RemoteVerdict]:
+        return [to_verdict(d) for d in self._map("check_deduction_batch", items)]
+
+    def check_abduction_batch(self, items: Sequence[tuple[str, str, str]]) -> list[RemoteVerdict]:
+        return [to_verdict(d) for d in self._map("check_abduction_batch", items)]
+
+    def check_induction_batch(self, items: Sequence[tuple[str, list[str], list[str]]]) -> list[RemoteVerdict]:
+        return [to_verdict(d) for d in self._map("check_induction_batch", items)]
+
+
+class ProcessSandbox(RemoteSandbox):
     """``Sandbox``'s batch methods, run by ``processes`` worker processes.
 
     Args:
@@ -134,24 +165,6 @@ class ProcessSandbox:
                 if attempt == 2:
                     raise SandboxError(f"sandbox worker processes died twice running {method}") from exc
         raise AssertionError("unreachable")
-
-    def validate_batch(self, items: Sequence[tuple[str, str]]) -> list[RemoteResult]:
-        return [to_result(d) for d in self._map("validate_batch", items)]
-
-    def run_batch(self, items: Sequence[tuple[str, str]]) -> list[RemoteResult]:
-        return [to_result(d) for d in self._map("run_batch", items)]
-
-    def run_script_batch(self, codes: Sequence[str]) -> list[RemoteResult]:
-        return [to_result(d) for d in self._map("run_script_batch", codes)]
-
-    def check_deduction_batch(self, items: Sequence[tuple[str, str]]) -> list[RemoteVerdict]:
-        return [to_verdict(d) for d in self._map("check_deduction_batch", items)]
-
-    def check_abduction_batch(self, items: Sequence[tuple[str, str, str]]) -> list[RemoteVerdict]:
-        return [to_verdict(d) for d in self._map("check_abduction_batch", items)]
-
-    def check_induction_batch(self, items: Sequence[tuple[str, list[str], list[str]]]) -> list[RemoteVerdict]:
-        return [to_verdict(d) for d in self._map("check_induction_batch", items)]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -40,9 +40,9 @@ def load_adapter(model: Any, folder: Path) -> None:
     if not path.is_file():
         raise ConfigError(f"{folder} has no LoRA adapter ({path}); was it saved with trainer.lora_rank=0?")
     result = set_peft_model_state_dict(model, load_file(str(path)))
-    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
-    if missing:
-        raise ConfigError(f"the adapter in {path} does not fit this model: {missing[:3]}")
+    unmatched = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unmatched:
+        raise ConfigError(f"the adapter in {path} does not fit this model: {unmatched[:3]}")
 
 
 def merged_state_dict(model: Any) -> dict[str, Any]:
