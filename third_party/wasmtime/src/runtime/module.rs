@@ -151,6 +151,13 @@ struct ModuleInner {
     /// instantiated.
     memory_images: OnceLock<Option<ModuleMemoryImages>>,
 
+    /// azr patch: per defined function, the text offsets of its array-call
+    /// trampoline and of its body, packed `array << 32 | wasm`, filled the
+    /// first time a funcref to it is made (`u64::MAX`: not yet). Looking them
+    /// up in the compiled-functions index for every element of every table
+    /// segment was a third of a fresh CPython instance's instantiation.
+    funcref_offsets: Box<[core::sync::atomic::AtomicU64]>,
+
     /// Flag indicating whether this module can be serialized or not.
     #[cfg(any(feature = "cranelift", feature = "winch"))]
     serializable: bool,
@@ -553,6 +560,9 @@ impl Module {
                 engine: engine.clone(),
                 code,
                 memory_images: OnceLock::new(),
+                funcref_offsets: (0..module.module().num_defined_funcs())
+                    .map(|_| core::sync::atomic::AtomicU64::new(u64::MAX))
+                    .collect(),
                 module,
                 #[cfg(any(feature = "cranelift", feature = "winch"))]
                 serializable,
@@ -647,6 +657,31 @@ impl Module {
 
     pub(crate) fn engine_code(&self) -> &Arc<EngineCode> {
         &self.inner.code
+    }
+
+    /// azr patch: the text-section offsets of the array-call trampoline and
+    /// the body of the defined function `index` (whose keys are given), cached
+    /// after the first call.
+    #[inline]
+    pub(crate) fn funcref_offsets(
+        &self,
+        index: wasmtime_environ::DefinedFuncIndex,
+        array_to_wasm_key: wasmtime_environ::FuncKey,
+        wasm_key: wasmtime_environ::FuncKey,
+    ) -> (usize, usize) {
+        use core::sync::atomic::Ordering;
+        let slot = &self.inner.funcref_offsets[index.as_u32() as usize];
+        let packed = slot.load(Ordering::Relaxed);
+        if packed != u64::MAX {
+            return ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        }
+        let array = self.compiled_module().function_range(array_to_wasm_key).start;
+        let wasm = self.compiled_module().function_range(wasm_key).start;
+        if let (Ok(a), Ok(w)) = (u32::try_from(array), u32::try_from(wasm)) {
+            // Racing writers store the same value.
+            slot.store(u64::from(a) << 32 | u64::from(w), Ordering::Relaxed);
+        }
+        (array, wasm)
     }
 
     pub(crate) fn env_module(&self) -> &Arc<wasmtime_environ::Module> {

@@ -882,17 +882,26 @@ impl Instance {
         let vmctx_offset = self.offsets().vmctx_func_ref(func.func_ref);
         let array_to_wasm_key = FuncKey::ArrayToWasmTrampoline(module.module_index, def_index);
         let wasm_key = FuncKey::DefinedWasmFunction(module.module_index, def_index);
-        // SAFETY: the type/offset/keys here are all valid for the defined
-        // function at `def_index`.
-        unsafe {
-            self.initialize_and_return_funcref(
-                registry,
-                type_index,
-                vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
-            )
-        }
+        // azr patch: the two code offsets come from the module's cache rather
+        // than from two searches of the compiled-functions index.
+        let runtime_module = self
+            .runtime_module()
+            .expect("funcref impossible in fake module");
+        let (array_offset, wasm_offset) =
+            runtime_module.funcref_offsets(def_index, array_to_wasm_key, wasm_key);
+        let code = ModuleWithCode::in_store(registry, runtime_module).expect("module not in store");
+        let text = code.text();
+        assert!(array_offset < text.len() && wasm_offset < text.len());
+        // SAFETY: the offsets are those of this function's trampoline and
+        // body in this module's text, which `text` is the store's copy of,
+        // and both are in bounds.
+        let (array_call, wasm_call) = unsafe {
+            let base = text.as_ptr();
+            (base.add(array_offset), base.add(wasm_offset))
+        };
+        // SAFETY: the type/offset/code pointers here are all valid for the
+        // defined function at `def_index`.
+        unsafe { self.write_funcref(type_index, vmctx_offset, array_call, wasm_call) }
     }
 
     fn get_start_func_ref(
@@ -967,20 +976,31 @@ impl Instance {
         )
         .expect("module not in store");
 
-        let array_call =
-            VmPtr::from(NonNull::from(module_with_code.function(array_to_wasm_key)).cast());
+        let array_call = module_with_code.function(array_to_wasm_key).as_ptr();
+        let wasm_call = module_with_code.function(wasm_key).as_ptr();
 
+        // SAFETY: forwarded from this function's own contract.
+        unsafe { self.write_funcref(type_index, vmctx_offset, array_call, wasm_call) }
+    }
+
+    /// azr patch: writes a `VMFuncRef` for code at `array_call`/`wasm_call`
+    /// into this instance's `VMContext` at `vmctx_offset` and returns it.
+    ///
+    /// # Safety
+    ///
+    /// As `initialize_and_return_funcref`; the two pointers must be the
+    /// function's array-call trampoline and body in this store's code.
+    unsafe fn write_funcref(
+        self: Pin<&mut Self>,
+        type_index: VMSharedTypeIndex,
+        vmctx_offset: u32,
+        array_call: *const u8,
+        wasm_call: *const u8,
+    ) -> Option<NonNull<VMFuncRef>> {
+        let array_call = VmPtr::from(NonNull::new(array_call.cast_mut()).unwrap().cast());
         let wasm_call = Some(VmPtr::from(
-            NonNull::new(
-                module_with_code
-                    .function(wasm_key)
-                    .as_ptr()
-                    .cast::<VMWasmCallFunction>()
-                    .cast_mut(),
-            )
-            .unwrap(),
+            NonNull::new(wasm_call.cast::<VMWasmCallFunction>().cast_mut()).unwrap(),
         ));
-
         let vmctx = VMOpaqueContext::from_vmcontext(self.vmctx()).into();
 
         // SAFETY: the offset calculated here should be correct with
