@@ -98,9 +98,7 @@ class _Worker:
         resume: str | None,
     ) -> None:
         from azr.config import load_config_dict
-        from azr.models import load_pretrained, resolve
-        from azr.rl.backends import build_trainer, vllm_sync
-        from azr.train.weights import apply_lora, load_adapter
+        from azr.rl.backends import build_trainer, load_policy, vllm_sync
 
         cfg = load_config_dict(config)
         os.environ.update(
@@ -110,20 +108,16 @@ class _Worker:
             MASTER_ADDR=master[0],
             MASTER_PORT=str(master[1]),
         )
-        t = cfg.trainer
-        lora = t.lora_rank > 0
-        path, kwargs = resolve(cfg.model.path, cfg.model.revision)
         if self.role == "engine":
+            from azr.models import resolve
+
+            # On another node, ``weights`` (the driver's path) may exist only once
+            # this node has built or converted the model into its own cache.
+            resolve(cfg.model.path, cfg.model.revision)
             self.engine = _engine(cfg, weights, None, None)
             return
-        self.tokenizer, model = load_pretrained(
-            path, kwargs, cfg.model.dtype, f"model.path {cfg.model.path!r}", None if lora else weights
-        )
-        if lora:
-            targets = t.lora_targets if t.lora_targets == "all-linear" else t.lora_targets.split(",")
-            model = apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, targets)
-            if resume is not None:
-                load_adapter(model, Path(resume))
+        lora = cfg.trainer.lora_rank > 0
+        self.tokenizer, model = load_policy(cfg, weights, Path(resume) if resume is not None else None)
         self.trainer = build_trainer(cfg, model, self.tokenizer.pad_token_id or 0)
         if resume is not None:
             self.trainer.load_optimizer(Path(resume))
@@ -179,21 +173,9 @@ def _engine(cfg: Config, weights: str, trainer: Any, tokenizer: Any) -> Any:
         if trainer is None:
             raise ConfigError("rollout.backend=hf runs only colocated (resources.colocate=true)")
         return HFRollout(trainer.model, tokenizer, r.batch_size, r.max_prompt_tokens)
-    from azr.rollout.vllm import VLLMRollout
+    from azr.rl.backends import make_vllm
 
-    lora = cfg.trainer.lora_rank > 0
-    return VLLMRollout(
-        weights,
-        dtype=cfg.model.dtype,
-        tensor_parallel_size=cfg.resources.tensor_parallel,
-        gpu_memory_utilization=r.gpu_memory_utilization,
-        sleep=r.sleep and trainer is not None,
-        max_model_len=r.max_prompt_tokens + r.max_response_tokens,
-        seed=cfg.run.seed,
-        enforce_eager=r.enforce_eager,
-        enable_lora=lora,
-        max_lora_rank=max(cfg.trainer.lora_rank, 1),
-    )
+    return make_vllm(cfg, weights, sleep=r.sleep and trainer is not None)
 
 
 class _SandboxWorker:

@@ -28,6 +28,48 @@ from azr.rollout.base import RolloutEngine
 from azr.train.base import Sample, Trainer
 
 
+def load_policy(config: Config, weights: str | None, resume: Path | None) -> tuple[Any, Any]:
+    """(tokenizer, model) of a trainer: ``model.path``'s tokenizer, the model from
+    ``weights`` (a checkpoint's HF folder) or else from ``model.path``, with fresh
+    LoRA adapters when ``trainer.lora_rank > 0``. A LoRA run keeps the base
+    weights and resumes from the adapter saved in ``resume``.
+    """
+    from azr.models import load_pretrained, resolve
+    from azr.train.weights import apply_lora, load_adapter
+
+    t = config.trainer
+    lora = t.lora_rank > 0
+    path, kwargs = resolve(config.model.path, config.model.revision)
+    tokenizer, model = load_pretrained(
+        path, kwargs, config.model.dtype, f"model.path {config.model.path!r}", None if lora else weights
+    )
+    if lora:
+        targets = t.lora_targets if t.lora_targets == "all-linear" else t.lora_targets.split(",")
+        model = apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, targets)
+        if resume is not None:
+            load_adapter(model, resume)
+    return tokenizer, model
+
+
+def make_vllm(config: Config, weights: str, sleep: bool) -> Any:
+    """A vLLM engine on ``weights`` (an HF folder), LoRA-ready when the trainer uses LoRA."""
+    from azr.rollout.vllm import VLLMRollout
+
+    r, t = config.rollout, config.trainer
+    return VLLMRollout(
+        weights,
+        dtype=config.model.dtype,
+        tensor_parallel_size=config.resources.tensor_parallel,
+        gpu_memory_utilization=r.gpu_memory_utilization,
+        sleep=sleep,
+        max_model_len=r.max_prompt_tokens + r.max_response_tokens,
+        seed=config.run.seed,
+        enforce_eager=r.enforce_eager,
+        enable_lora=t.lora_rank > 0,
+        max_lora_rank=max(t.lora_rank, 1),
+    )
+
+
 def build_trainer(config: Config, model: Any, pad_token_id: int) -> Any:
     t, sp = config.trainer, config.selfplay
     common: dict[str, Any] = {
@@ -116,20 +158,7 @@ def build_backends(
         # Generation uses the object the trainer updates: nothing to copy.
         rollout = HFRollout(trainer.model, tokenizer, r.batch_size, r.max_prompt_tokens)
         return rollout, trainer, lambda: None
-    from azr.rollout.vllm import VLLMRollout
-
-    engine: Any = VLLMRollout(
-        weights_folder,
-        dtype=config.model.dtype,
-        tensor_parallel_size=config.resources.tensor_parallel,
-        gpu_memory_utilization=r.gpu_memory_utilization,
-        sleep=r.sleep,
-        max_model_len=r.max_prompt_tokens + r.max_response_tokens,
-        seed=config.run.seed,
-        enforce_eager=r.enforce_eager,
-        enable_lora=lora,
-        max_lora_rank=max(t.lora_rank, 1),
-    )
+    engine = make_vllm(config, weights_folder, sleep=r.sleep)
     sync = vllm_sync(engine, trainer, lora, scratch)
     if lora:
         sync()  # a resumed run's adapter (or the fresh one) before the first rollout

@@ -57,18 +57,16 @@ class Run:
     ) -> None:
         import torch
 
-        from azr.models import load_pretrained, resolve
+        from azr.models import resolve
         from azr.placement import plan
-        from azr.rl.backends import build_backends
+        from azr.rl.backends import build_backends, load_policy
         from azr.rl.selfplay import SelfPlay
-        from azr.train.weights import apply_lora, load_adapter
 
         self.config, self.folder, self.console = config, folder, console
         placement = plan(config.resources)
         path, kwargs = resolve(config.model.path, config.model.revision)
-        t = config.trainer
-        lora = t.lora_rank > 0
         # A LoRA run resumes from the base model plus its saved adapter.
+        lora = config.trainer.lora_rank > 0
         weights = str(resume_from / "model") if resume_from and not lora else None
         self.cluster: Any = None
         if placement.uses_ray:
@@ -76,14 +74,7 @@ class Run:
 
             self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         else:
-            self.tokenizer, model = load_pretrained(
-                path, kwargs, config.model.dtype, f"model.path {config.model.path!r}", weights
-            )
-        if lora and not placement.uses_ray:
-            targets = t.lora_targets if t.lora_targets == "all-linear" else t.lora_targets.split(",")
-            model = apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, targets)
-            if resume_from is not None:
-                load_adapter(model, resume_from)
+            self.tokenizer, model = load_policy(config, weights, resume_from)
         if config.model.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(
                 f"model.template is 'chat' but the tokenizer of {config.model.path!r} has no chat template; "
