@@ -234,6 +234,8 @@ class RayTrainer:
         self.workers = workers
 
     def step(self, samples: Sequence[Sample]) -> dict[str, float]:
+        from azr.train.batching import TERMS
+
         ray = _ray()
         kept = [s for s in samples if s.response_ids]
         total = sum(len(s.response_ids) for s in kept)
@@ -245,13 +247,7 @@ class RayTrainer:
             return results[0]
         merged = dict(results[0])
         # Each rank reports its share of the whole batch's token means: they add up.
-        for key in (
-            "train/loss",
-            "train/policy_loss",
-            "train/entropy",
-            "train/clip_fraction",
-            "train/approx_kl",
-        ):
+        for key in TERMS.values():
             merged[key] = sum(r[key] for r in results)
         merged["train/ranks"] = float(len(self.workers))
         return merged

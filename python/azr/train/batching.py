@@ -6,7 +6,7 @@ the token-mean loss over the *whole* batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -14,8 +14,15 @@ import torch
 from azr.rl.loss import policy_loss, token_entropy
 from azr.train.base import Sample
 
-#: The loss terms a step reports, each a token-weighted mean over the batch.
-TERMS = ("loss", "policy", "entropy", "clip_fraction", "approx_kl")
+#: The loss terms a step reports, each a token-weighted mean over the batch,
+#: and their metric names.
+TERMS = {
+    "loss": "train/loss",
+    "policy": "train/policy_loss",
+    "entropy": "train/entropy",
+    "clip_fraction": "train/clip_fraction",
+    "approx_kl": "train/approx_kl",
+}
 
 
 def micro_batches(samples: Sequence[Sample], size: int, token_budget: int = 0) -> list[list[Sample]]:
@@ -98,14 +105,41 @@ def micro_batch_loss(
     return terms.loss * (share * scale), reported
 
 
+def accumulate(
+    model: Any,
+    passes: Sequence[tuple[Sequence[Sample], float]],
+    total_tokens: int,
+    backward: Callable[[torch.Tensor, bool], None],
+    *,
+    clip_eps: float,
+    entropy_coef: float,
+    pad_token_id: int,
+) -> dict[str, float]:
+    """Forward and ``backward(loss, last pass?)`` over ``passes`` (micro-batch,
+    ``scale`` of ``micro_batch_loss``); the sum of each term over the passes
+    with a non-zero scale (a zero-scale pass only keeps collectives in step)."""
+    sums = dict.fromkeys(TERMS, 0.0)
+    for i, (batch, scale) in enumerate(passes):
+        loss, terms = micro_batch_loss(
+            model,
+            batch,
+            total_tokens,
+            clip_eps=clip_eps,
+            entropy_coef=entropy_coef,
+            pad_token_id=pad_token_id,
+            scale=scale,
+        )
+        backward(loss, i == len(passes) - 1)
+        if scale:
+            for key in sums:
+                sums[key] += terms[key]
+    return sums
+
+
 def report(sums: dict[str, float], grad_norm: float, total_tokens: int) -> dict[str, float]:
     """A step's metrics under the ``train/`` namespace."""
     return {
-        "train/loss": sums["loss"],
-        "train/policy_loss": sums["policy"],
-        "train/entropy": sums["entropy"],
-        "train/clip_fraction": sums["clip_fraction"],
-        "train/approx_kl": sums["approx_kl"],
+        **{name: sums[key] for key, name in TERMS.items()},
         "train/grad_norm": grad_norm,
         "train/response_tokens": float(total_tokens),
     }

@@ -24,7 +24,7 @@ import torch
 
 from azr._core import ConfigError
 from azr.train.base import Sample
-from azr.train.batching import TERMS, micro_batch_loss, micro_batches, report
+from azr.train.batching import accumulate, micro_batches, report
 from azr.train.weights import save_model
 
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -179,7 +179,6 @@ class DeepSpeedTrainer:
         if total_tokens == 0:
             return {"train/skipped": 1.0}
         self.engine.train()
-        sums = dict.fromkeys(TERMS, 0.0)
         batches = micro_batches(samples, self.micro_batch_size, self.micro_batch_tokens)
         # Every rank must run as many forward/backward passes as the others (ZeRO's
         # gathers and reductions are collective): ranks with fewer micro-batches
@@ -188,21 +187,21 @@ class DeepSpeedTrainer:
         passes = [(b, float(self.world_size)) for b in batches]
         dummy = [Sample([self.pad_token_id], [self.pad_token_id], 0.0)]
         passes += [(dummy, 0.0)] * (self._most_passes(len(passes)) - len(passes))
-        for i, (batch, scale) in enumerate(passes):
-            self.engine.set_gradient_accumulation_boundary(i == len(passes) - 1)
-            loss, terms = micro_batch_loss(
-                self.engine,
-                batch,
-                total_tokens,
-                clip_eps=self.clip_eps,
-                entropy_coef=self.entropy_coef,
-                pad_token_id=self.pad_token_id,
-                scale=scale,
-            )
+
+        def backward(loss: torch.Tensor, last: bool) -> None:
+            # The flag is read during backward (when to reduce gradients), not forward.
+            self.engine.set_gradient_accumulation_boundary(last)
             self.engine.backward(loss, scale_wrt_gas=False)
-            if scale:
-                for key in sums:
-                    sums[key] += terms[key]
+
+        sums = accumulate(
+            self.engine,
+            passes,
+            total_tokens,
+            backward,
+            clip_eps=self.clip_eps,
+            entropy_coef=self.entropy_coef,
+            pad_token_id=self.pad_token_id,
+        )
         self.engine.step()
         norm = self.engine.get_global_grad_norm()
         self.engine.eval()

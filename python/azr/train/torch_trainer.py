@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from azr.train.base import Sample
-from azr.train.batching import TERMS, micro_batch_loss, micro_batches, report
+from azr.train.batching import accumulate, micro_batches, report
 from azr.train.weights import save_model
 
 
@@ -52,19 +52,16 @@ class TorchTrainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         total_tokens = sum(len(s.response_ids) for s in samples)
-        sums = dict.fromkeys(TERMS, 0.0)
-        for batch in micro_batches(samples, self.micro_batch_size, self.micro_batch_tokens):
-            loss, terms = micro_batch_loss(
-                self.model,
-                batch,
-                total_tokens,
-                clip_eps=self.clip_eps,
-                entropy_coef=self.entropy_coef,
-                pad_token_id=self.pad_token_id,
-            )
-            loss.backward()
-            for key in sums:
-                sums[key] += terms[key]
+        batches = micro_batches(samples, self.micro_batch_size, self.micro_batch_tokens)
+        sums = accumulate(
+            self.model,
+            [(b, 1.0) for b in batches],
+            total_tokens,
+            lambda loss, last: loss.backward(),
+            clip_eps=self.clip_eps,
+            entropy_coef=self.entropy_coef,
+            pad_token_id=self.pad_token_id,
+        )
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.grad_clip)
         self.optimizer.step()
