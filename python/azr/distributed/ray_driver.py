@@ -11,9 +11,10 @@ checkpoints' bookkeeping. Ray actors do the heavy work:
   during updates and takes the new weights in process (the hybrid layout of
   veRL).
 - **engines** (``resources.colocate: false``), one actor per vLLM engine with
-  ``tensor_parallel`` GPUs on one node; after each update the trainer ranks
-  gather the full weights and rank 0 hands them over through Ray's object
-  store.
+  ``tensor_parallel`` GPUs on one node; after each update trainer rank 0
+  broadcasts the full weights to them over NCCL (``azr.distributed.weight_sync``),
+  or, with ``rollout.weight_sync: object_store`` or off CUDA, the trainer ranks
+  gather them and rank 0 hands them over through Ray's object store.
 - **sandbox workers**, CPU actors spread over the nodes, each a process with
   one single-threaded ``Sandbox``; the driver splits every batch of checks
   among them.
@@ -82,6 +83,8 @@ class _Worker:
         self.engine: Any = None
         self._sync: Callable[[], None] = lambda: None
         self.sleeps = False
+        self.sender: Any = None
+        self.receiver: Any = None
 
     def address(self) -> tuple[str, int]:
         from azr.distributed.guards import free_port
@@ -157,6 +160,36 @@ class _Worker:
 
     def load_weights(self, state: dict[str, Any]) -> None:
         self.engine.load_weights(state)
+
+    def cuda(self) -> bool:
+        import torch
+
+        return torch.cuda.is_available()
+
+    # Weight sync over NCCL (azr.distributed.weight_sync drives these from the driver).
+    def connect_sender(self, master: tuple[str, int], world: int, dtype: str) -> dict[str, Any] | None:
+        from azr.distributed.weight_sync import WeightSender
+
+        rank = int(os.environ["RANK"])
+        self.sender = WeightSender(self.trainer, rank, master, world, dtype)
+        return self.sender.weights.update_info() if rank == 0 else None
+
+    def send_weights(self) -> None:
+        self.sender.send()
+
+    def connect_receiver(self, init_info: dict[str, Any]) -> None:
+        from azr.distributed.weight_sync import WeightReceiver
+
+        self.receiver = WeightReceiver(self.engine, init_info)
+
+    def start_receiving(self) -> None:
+        self.receiver.start()
+
+    def receive_weights(self, update_info: dict[str, Any]) -> None:
+        self.receiver.receive(update_info)
+
+    def finish_receiving(self) -> None:
+        self.receiver.finish()
 
     def save(self, folder: str) -> None:
         self.trainer.save(Path(folder))
@@ -344,15 +377,37 @@ def launch(
         def sync() -> None:
             ray.get([w.sync_local.remote() for w in workers])
     else:
+        from azr.distributed import weight_sync
+
         engines = [
             on(len(workers) + k, res.tensor_parallel if gpu else 0).remote("engine")
             for k in range(len(placement.engines))
         ]
-        ray.get([e.setup.remote(plain, 0, 1, master, weights, resume_s) for e in engines])
+        cuda = all(ray.get([a.cuda.remote() for a in [workers[0], *engines]]))
+        mode = (
+            weight_sync.choose(config.rollout.weight_sync, False, cuda, config.trainer.lora_rank > 0)
+            if config.rollout.backend == "vllm"
+            else "object_store"  # the engines' setup refuses hf with the reason
+        )
+        engine_plain = {**plain, "rollout": {**plain["rollout"], "weight_sync": mode}}
+        ray.get([e.setup.remote(engine_plain, 0, 1, master, weights, resume_s) for e in engines])
         rollout = RayRollout(engines)
+        if mode == "nccl":
+            update_info = weight_sync.connect(
+                workers,
+                engines,
+                ray.get(workers[0].address.remote()),
+                res.tensor_parallel,
+                config.model.dtype,
+                res.comm_timeout_s,
+            )
 
-        def sync() -> None:
-            rollout.load_weights(trainer.gather())
+            def sync() -> None:
+                weight_sync.sync(workers, engines, update_info, res.comm_timeout_s)
+        else:
+
+            def sync() -> None:
+                rollout.load_weights(trainer.gather())
 
     s = config.sandbox
     # One single-threaded sandbox per actor process (threads of one process scale

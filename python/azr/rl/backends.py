@@ -52,7 +52,8 @@ def load_policy(config: Config, weights: str | None, resume: Path | None) -> tup
 
 
 def make_vllm(config: Config, weights: str, sleep: bool) -> Any:
-    """A vLLM engine on ``weights`` (an HF folder), LoRA-ready when the trainer uses LoRA."""
+    """A vLLM engine on ``weights`` (an HF folder), LoRA-ready when the trainer uses LoRA,
+    ready to receive over NCCL when ``rollout.weight_sync`` is ``nccl`` (split mode)."""
     from azr.rollout.vllm import VLLMRollout
 
     r, t = config.rollout, config.trainer
@@ -67,6 +68,7 @@ def make_vllm(config: Config, weights: str, sleep: bool) -> Any:
         enforce_eager=r.enforce_eager,
         enable_lora=t.lora_rank > 0,
         max_lora_rank=max(t.lora_rank, 1),
+        weight_transfer="nccl" if r.weight_sync == "nccl" else None,
     )
 
 
