@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -207,3 +208,68 @@ def test_trainer_weights_declare_what_they_yield_with_tied_weights_once() -> Non
     info = weights.update_info()
     assert info["dtype_names"] == ["bfloat16", "bfloat16", "bfloat16", "int64"]
     assert info["shapes"][0] == [10, 4]
+
+
+# ------------------------------------------------------------ the real thing, on two GPUs
+@pytest.mark.gpu
+@pytest.mark.vllm
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_nccl_sync_makes_the_split_engine_score_as_the_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Split mode on 1 engine GPU + 1 trainer GPU: after an update and one sync over
+    NCCL, the engine's log-probs of its samples are the trainer's."""
+    torch = pytest.importorskip("torch", reason="needs the training stack: pip install 'azr[train]'")
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA GPUs: one for the engine, one for the trainer rank")
+    for module in ("vllm", "ray", "deepspeed"):
+        pytest.importorskip(module, reason=f"needs {module}: pip install 'azr[gpu,ray,deepspeed]'")
+    import ray
+    from azr.distributed.ray_driver import launch
+    from azr.placement import plan
+    from azr.rollout.base import SamplingParams
+    from azr.train import Sample
+    from transformers import AutoModelForCausalLM
+
+    from tests.rollout.test_vllm import PROMPTS, _scores
+
+    config = load_config(
+        None,
+        [
+            f"model.path={tiny_model_dir}",
+            "model.dtype=float32",
+            *SPLIT,
+            "rollout.weight_sync=nccl",
+            "rollout.gpu_memory_utilization=0.2",
+            "rollout.sleep=false",
+            "rollout.enforce_eager=true",
+            "rollout.max_prompt_tokens=256",
+            "rollout.max_response_tokens=64",
+            "resources.comm_timeout_s=300",
+            "trainer.backend=deepspeed",
+            "trainer.lr=1e-2",
+            "sandbox.workers=1",
+        ],
+    )
+    cluster = launch(config, plan(config.resources), str(tiny_model_dir), None, tmp_path / "run")
+    try:
+        prompt = list(range(5, 25))
+        cluster.trainer.step(
+            [Sample(prompt, list(range(30, 46)), 1.0), Sample(prompt, list(range(50, 66)), -1.0)]
+        )
+        cluster.sync()
+        groups = cluster.rollout.generate(
+            PROMPTS, SamplingParams(n=2, temperature=1.0, max_tokens=16, seed=1)
+        )
+        before = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        trained = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        trained.load_state_dict(cluster.trainer.gather())  # the trainer's weights, through the object store
+        for group in groups:
+            for c in group:
+                engine_lps = torch.tensor(c.logprobs)
+                assert torch.allclose(_scores(trained, c), engine_lps, atol=1e-3)
+                assert (_scores(before, c) - engine_lps).abs().max() > 1e-2  # the sync changed something
+    finally:
+        cluster.shutdown()
+        ray.shutdown()
