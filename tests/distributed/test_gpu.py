@@ -34,7 +34,7 @@ def test_zero_on_the_gpu_matches_the_cpu_update(stage: int, tiny_model_dir: Path
 @pytest.mark.parametrize("stage", [2, 3])
 def test_selfplay_steps_with_deepspeed_on_the_gpu(stage: int, tmp_path: Path) -> None:
     _gpu()
-    from tests.rl.test_train_e2e import azr, seed_file, steps_logged
+    from tests.rl.test_train_e2e import seed_file, train_then_resume
 
     run = tmp_path / "run"
     args = (
@@ -46,8 +46,4 @@ def test_selfplay_steps_with_deepspeed_on_the_gpu(stage: int, tmp_path: Path) ->
     )
     if stage == 3:
         pytest.importorskip("vllm", reason="ZeRO-3 generation needs vLLM: pip install 'azr[gpu]'")
-    first = azr("train", "--out", str(run), "--steps", "2", *args, timeout=1200)
-    assert first.returncode == 0, first.stderr[-4000:] + first.stdout[-2000:]
-    again = azr("train", "--resume", str(run), "--steps", "3", timeout=1200)
-    assert again.returncode == 0, again.stderr[-4000:] + again.stdout[-2000:]
-    assert steps_logged(run) == [1, 2, 3]
+    train_then_resume(run, 2, *args, timeout=1200)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,17 @@ def steps_logged(run: Path) -> list[int]:
     ]
 
 
+def train_then_resume(run: Path, steps: int, *args: str, timeout: float = 300) -> list[dict[str, Any]]:
+    """`azr train` for ``steps`` steps with ``args``, then ``--resume`` for one more;
+    both must succeed and log every step once. Returns the metric lines."""
+    first = azr("train", "--out", str(run), "--steps", str(steps), *args, timeout=timeout)
+    assert first.returncode == 0, first.stderr[-4000:] + first.stdout[-2000:]
+    again = azr("train", "--resume", str(run), "--steps", str(steps + 1), timeout=timeout)
+    assert again.returncode == 0, again.stderr[-4000:] + again.stdout[-2000:]
+    assert steps_logged(run) == list(range(1, steps + 2))
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
 def seed_file(path: Path, n: int = 12) -> Path:
     lines = [
         {
@@ -48,25 +60,19 @@ def test_train_two_steps_then_resume_to_three(tmp_path: Path) -> None:
     run = tmp_path / "run"
     crux = shared_data() / "eval" / "code" / "cruxeval.jsonl"
     evals = ("run.eval_every=2", "run.eval_limit=2", "run.eval_max_tokens=8", f"run.eval_data={crux}")
-    first = azr("train", "--out", str(run), "--steps", "2", *evals)
-    assert first.returncode == 0, first.stderr + first.stdout
-    assert steps_logged(run) == [1, 2]
+    lines = train_then_resume(run, 2, *evals)
     assert (run / "config.yaml").is_file() and (run / "step_2" / "state.json").is_file()
     assert (run / "step_2" / "model" / "tokenizer_config.json").is_file(), (
         "a checkpoint is a complete HF folder"
     )
     assert (run / "plots" / "metrics.png").is_file()
-    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    line = lines[-1]
+    line = lines[1]
     for key in ("propose/deduction/valid_rate", "buffer/deduction/size", "timing/generate", "train/loss"):
         assert key in line, key
     assert "eval/cruxeval_o" not in lines[0], "evaluation runs every run.eval_every steps"
     for key in ("eval/cruxeval_o", "eval/cruxeval_i", "eval/indist", "timing/eval"):
         assert key in line, key
     assert 0.0 <= line["eval/cruxeval_o"] <= 100.0
-    again = azr("train", "--resume", str(run), "--steps", "3")
-    assert again.returncode == 0, again.stderr + again.stdout
-    assert steps_logged(run) == [1, 2, 3]
     assert (run / "step_3" / "state.json").is_file()
 
 

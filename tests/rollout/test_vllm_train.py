@@ -4,14 +4,13 @@ weights or a LoRA adapter, and the run resumes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("transformers", reason="needs the training stack: pip install 'azr[train]'")
 
-from tests.rl.test_train_e2e import azr, seed_file, steps_logged
+from tests.rl.test_train_e2e import seed_file, train_then_resume
 
 
 def _cpu_args() -> tuple[str, ...]:
@@ -35,16 +34,11 @@ def test_vllm_rollouts_train_sync_and_resume(lora: int, tmp_path: Path) -> None:
         f"selfplay.seed_buffer={seed_file(tmp_path / 'seeds.jsonl')}",
         *_cpu_args(),
     )
-    first = azr("train", "--out", str(run), "--steps", "2", *args, timeout=1200)
-    assert first.returncode == 0, first.stderr[-4000:] + first.stdout[-2000:]
-    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    lines = train_then_resume(run, 2, *args, timeout=1200)
     assert all(line["timing/sync"] > 1e-3 for line in lines), "every step synced the engine"
     assert (run / "step_2" / "model" / "model.safetensors").is_file()
     if lora:
         assert (run / "step_2" / "adapter" / "adapter_model.safetensors").is_file()
-    again = azr("train", "--resume", str(run), "--steps", "3", timeout=1200)
-    assert again.returncode == 0, again.stderr[-4000:] + again.stdout[-2000:]
-    assert steps_logged(run) == [1, 2, 3]
 
 
 @pytest.mark.vllm
@@ -71,10 +65,5 @@ def test_split_engine_and_trainer_on_ray(tmp_path: Path) -> None:
         f"selfplay.seed_buffer={seed_file(tmp_path / 'seeds.jsonl')}",
         *layout,
     )
-    first = azr("train", "--out", str(run), "--steps", "2", *args, timeout=1500)
-    assert first.returncode == 0, first.stderr[-4000:] + first.stdout[-2000:]
-    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    lines = train_then_resume(run, 2, *args, timeout=1500)
     assert all(line["timing/sync"] > 1e-3 for line in lines), "every step synced the engine"
-    again = azr("train", "--resume", str(run), "--steps", "3", timeout=1500)
-    assert again.returncode == 0, again.stderr[-4000:] + again.stdout[-2000:]
-    assert steps_logged(run) == [1, 2, 3]
