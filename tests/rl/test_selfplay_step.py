@@ -29,6 +29,7 @@ class ScriptedPolicy:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.counter = itertools.count(1)
+        self.induction_calls: list[bool] = []
 
     def respond(self, prompt: str) -> str:
         k = next(self.counter)
@@ -45,6 +46,9 @@ class ScriptedPolicy:
         return f"thinking</think>\n<answer>\n{body}\n</answer>"
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        self.induction_calls.append(
+            any(m in prompts[0] for m in ("different inputs for `f`", "Reconstruct a hidden"))
+        )
         out = []
         for prompt in prompts:
             group = []
@@ -71,9 +75,8 @@ def test_a_full_step_with_valid_tasks(tiny_model_dir: Path, sandbox: Sandbox) ->
     for t in (TaskType.DEDUCTION, TaskType.ABDUCTION):
         buffer.add(t, ZERO_TRIPLET.to_record(), 0)
     synced = []
-    play = SelfPlay(
-        config, sandbox, buffer, ScriptedPolicy(tokenizer), trainer, tokenizer, lambda: synced.append(1)
-    )
+    policy = ScriptedPolicy(tokenizer)
+    play = SelfPlay(config, sandbox, buffer, policy, trainer, tokenizer, lambda: synced.append(1))
     before = [p.detach().clone() for p in model.parameters()]
 
     m = play.step(1, seed=7)
@@ -98,6 +101,8 @@ def test_a_full_step_with_valid_tasks(tiny_model_dir: Path, sandbox: Sandbox) ->
     assert m["solve/induction/accuracy"] == 1.0
     assert m["sandbox/executions"] > 0 and m["timing/sandbox"] > 0
     assert synced == [1], "weights synced once after the update"
+    # Each phase generates induction first, so its checks (the largest) overlap the others' generation.
+    assert policy.induction_calls == [True, False, False] * 3
     assert any(not p.equal(b) for p, b in zip(model.parameters(), before, strict=True)), (
         "the update changed the model"
     )

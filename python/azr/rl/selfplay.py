@@ -10,7 +10,7 @@ induction). A step:
    in parallel batches; the sandbox computes every gold output. Each task
    type's batch is checked on a sandbox lane while the model generates the
    next type's, here and in steps 3 and 4, so executor time hides behind
-   generation.
+   generation; induction, the largest check, goes first.
 3. **Learnability.** Each valid proposal is solved n times by the current
    policy (not trained on); its solve rate ``acc`` gives the proposer reward
    ``1 − acc`` (or ``unlearnable_reward`` when acc is 0 or 1); invalid or badly
@@ -59,6 +59,10 @@ from azr.train import Sample, Trainer
 R = TypeVar("R")
 
 PROPOSE_TYPES = (TaskType.DEDUCTION, TaskType.ABDUCTION)
+#: The order a phase generates the task types in. Induction's checks are the
+#: largest (two executions per input of every proposal), so they run while the
+#: other two types generate; only the last type's checks are left exposed.
+SCHEDULE = (TaskType.INDUCTION, TaskType.DEDUCTION, TaskType.ABDUCTION)
 #: Reasons that come from running a proposal (so it reached the sandbox).
 SANDBOX_KINDS = {
     "syntax",
@@ -172,18 +176,21 @@ class SelfPlay:
         seed: int,
         work: Callable[[int, list[list[Completion]]], R],
     ) -> list[R]:
-        """Generate ``batches`` one after another while a sandbox lane runs
-        ``work`` on each finished one, so executor time hides behind
-        generation (the sandbox releases the GIL). Results come back in order."""
+        """Generate ``batches`` (one per task type, in ``TaskType`` order) one
+        after another, in ``SCHEDULE`` order, while a sandbox lane runs ``work``
+        on each finished one, so executor time hides behind generation (the
+        sandbox releases the GIL). Results come back in ``TaskType`` order;
+        batch ``i`` samples with ``seed + i`` whatever its turn."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azr-sandbox-lane") as lane:
-            pending: list[Future[R]] = []
-            for i, prompts_i in enumerate(batches):
+            pending: dict[int, Future[R]] = {}
+            for i in (list(TaskType).index(t) for t in SCHEDULE):
                 start = time.perf_counter()
-                outs = self.rollout.generate(list(prompts_i), self._params(n, seed + i)) if prompts_i else []
+                prompts_i = list(batches[i])
+                outs = self.rollout.generate(prompts_i, self._params(n, seed + i)) if prompts_i else []
                 self._timed("generate", start)
-                pending.append(lane.submit(self._lane_work, work, i, outs))
+                pending[i] = lane.submit(self._lane_work, work, i, outs)
             start = time.perf_counter()
-            results = [f.result() for f in pending]
+            results = [pending[i].result() for i in range(len(batches))]
             # The part of the sandbox's time that generation did not hide.
             self._timed("sandbox_wait", start)
             return results
