@@ -144,6 +144,12 @@ pub struct Instance {
     /// cross-thread stuff used in `InstancePre`)
     store: Option<VMStoreRawPtr>,
 
+    /// azr patch: this instance's module code in its store, looked up in the
+    /// store's module registry on the first funcref and kept (a registered
+    /// module's code does not move while the store lives). The registry
+    /// search for every table element was a tenth of instantiation.
+    azr_text: Option<SendSyncPtr<[u8]>>,
+
     /// Additional context used by compiled wasm code. This field is last, and
     /// represents a dynamically-sized array that extends beyond the nominal
     /// end of the struct (similar to a flexible array member).
@@ -209,6 +215,7 @@ impl Instance {
             #[cfg(feature = "wmemcheck")]
             wmemcheck_state,
             store: None,
+            azr_text: None,
             vmctx: OwnedVMContext::new(),
         })?;
 
@@ -871,7 +878,7 @@ impl Instance {
     /// Initializes a defined function's `VMFuncRef` in-place and then returns a
     /// pointer to that location.
     fn initialize_defined_funcref(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         registry: &ModuleRegistry,
         def_index: DefinedFuncIndex,
     ) -> Option<NonNull<VMFuncRef>> {
@@ -889,14 +896,24 @@ impl Instance {
             .expect("funcref impossible in fake module");
         let (array_offset, wasm_offset) =
             runtime_module.funcref_offsets(def_index, array_to_wasm_key, wasm_key);
-        let code = ModuleWithCode::in_store(registry, runtime_module).expect("module not in store");
-        let text = code.text();
+        let text = match self.azr_text {
+            Some(text) => text,
+            None => {
+                let code = ModuleWithCode::in_store(registry, runtime_module)
+                    .expect("module not in store");
+                let text = SendSyncPtr::from(NonNull::from(code.text()));
+                drop(code);
+                // SAFETY: only a plain field is written; nothing is moved.
+                unsafe { self.as_mut().get_unchecked_mut().azr_text = Some(text) };
+                text
+            }
+        };
         assert!(array_offset < text.len() && wasm_offset < text.len());
         // SAFETY: the offsets are those of this function's trampoline and
         // body in this module's text, which `text` is the store's copy of,
         // and both are in bounds.
         let (array_call, wasm_call) = unsafe {
-            let base = text.as_ptr();
+            let base = text.as_ptr().cast::<u8>().cast_const();
             (base.add(array_offset), base.add(wasm_offset))
         };
         // SAFETY: the type/offset/code pointers here are all valid for the
