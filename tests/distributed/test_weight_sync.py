@@ -22,7 +22,7 @@ SPLIT = ["rollout.backend=vllm", "resources.colocate=false", "resources.gpus_per
 
 
 @pytest.mark.parametrize(
-    ("colocated", "cuda", "lora", "picked"),
+    ("colocated", "ready", "lora", "picked"),
     [
         (False, True, False, "nccl"),
         (True, True, False, "object_store"),
@@ -30,10 +30,10 @@ SPLIT = ["rollout.backend=vllm", "resources.colocate=false", "resources.gpus_per
         (False, True, True, "object_store"),
     ],
 )
-def test_auto_picks_nccl_only_for_full_weights_between_cuda_gpus(
-    colocated: bool, cuda: bool, lora: bool, picked: str
+def test_auto_picks_nccl_only_for_full_weights_between_ready_processes(
+    colocated: bool, ready: bool, lora: bool, picked: str
 ) -> None:
-    assert weight_sync.choose("auto", colocated, cuda, lora) == picked
+    assert weight_sync.choose("auto", colocated, ready, lora) == picked
 
 
 def test_object_store_is_kept_when_asked() -> None:
@@ -41,9 +41,33 @@ def test_object_store_is_kept_when_asked() -> None:
     assert weight_sync.choose("nccl", False, True, False) == "nccl"
 
 
-def test_nccl_without_cuda_is_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match=r"needs CUDA GPUs.*rollout.weight_sync=auto"):
+def test_nccl_without_cuda_or_weight_transfer_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"needs CUDA and vLLM's weight-transfer engines.*weight_sync=auto"):
         weight_sync.choose("nccl", False, False, False)
+
+
+def test_a_process_without_cuda_is_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert weight_sync.nccl_ready() is False
+
+
+def test_a_process_without_vllm_weight_transfer_is_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    real = importlib.util.find_spec
+
+    def missing(name: str, *args: object) -> object:
+        if name.startswith("vllm"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", missing)
+    assert weight_sync.nccl_ready() is False
 
 
 def test_nccl_config_loads_in_split_mode() -> None:

@@ -161,10 +161,10 @@ class _Worker:
     def load_weights(self, state: dict[str, Any]) -> None:
         self.engine.load_weights(state)
 
-    def cuda(self) -> bool:
-        import torch
+    def nccl_ready(self) -> bool:
+        from azr.distributed.weight_sync import nccl_ready
 
-        return torch.cuda.is_available()
+        return nccl_ready()
 
     # Weight sync over NCCL (azr.distributed.weight_sync drives these from the driver).
     def connect_sender(self, master: tuple[str, int], world: int, dtype: str) -> dict[str, Any] | None:
@@ -383,9 +383,9 @@ def launch(
             on(len(workers) + k, res.tensor_parallel if gpu else 0).remote("engine")
             for k in range(len(placement.engines))
         ]
-        cuda = all(ray.get([a.cuda.remote() for a in [workers[0], *engines]]))
+        ready = all(ray.get([a.nccl_ready.remote() for a in [workers[0], *engines]]))
         mode = (
-            weight_sync.choose(config.rollout.weight_sync, False, cuda, config.trainer.lora_rank > 0)
+            weight_sync.choose(config.rollout.weight_sync, False, ready, config.trainer.lora_rank > 0)
             if config.rollout.backend == "vllm"
             else "object_store"  # the engines' setup refuses hf with the reason
         )

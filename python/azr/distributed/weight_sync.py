@@ -36,25 +36,42 @@ BUFFER_BYTES = 256 << 20
 BUFFERS = 2
 
 
-def choose(setting: str, colocated: bool, cuda: bool, lora: bool) -> Literal["nccl", "object_store"]:
+def choose(setting: str, colocated: bool, ready: bool, lora: bool) -> Literal["nccl", "object_store"]:
     """The weight sync a run uses, from ``rollout.weight_sync`` and the layout.
 
     ``auto`` is NCCL when the engines have GPUs of their own, they and the
-    trainer are on CUDA (``cuda``: what those processes report), and the
-    trainer sends full weights (LoRA adapters go through the object store).
-    ``nccl`` in a layout where it cannot work was refused when the config was
-    loaded; here it is refused when the processes have no CUDA.
+    trainer can take part (``ready``: what those processes report from
+    :func:`nccl_ready`), and the trainer sends full weights (LoRA adapters go
+    through the object store). ``nccl`` in a layout where it cannot work was
+    refused when the config was loaded; here it is refused when the processes
+    are not ready.
     """
     if setting == "object_store":
         return "object_store"
     if setting == "auto":
-        return "nccl" if cuda and not colocated and not lora else "object_store"
-    if not cuda:
+        return "nccl" if ready and not colocated and not lora else "object_store"
+    if not ready:
         raise ConfigError(
-            "rollout.weight_sync=nccl needs CUDA GPUs for the trainer and the vLLM engines, and "
-            "torch.cuda.is_available() is false there: use rollout.weight_sync=auto or object_store"
+            "rollout.weight_sync=nccl needs CUDA and vLLM's weight-transfer engines "
+            "(vllm.distributed.weight_transfer, vLLM 0.32 or later) in the trainer and the vLLM "
+            "engine processes, and one of them lacks either: use rollout.weight_sync=auto or object_store"
         )
     return "nccl"
+
+
+def nccl_ready() -> bool:
+    """Whether this process can take part in an NCCL weight sync: a CUDA device
+    and a vLLM that has weight-transfer engines."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    try:
+        return importlib.util.find_spec("vllm.distributed.weight_transfer") is not None
+    except ImportError:  # no vllm at all
+        return False
 
 
 # ------------------------------------------------------------ the trainer's side
