@@ -127,8 +127,9 @@ class SandboxSettings:
     workers: int = 0
     """Parallel executions; 0 means one per core."""
     processes: bool = True
-    """Run the parallel executions in worker processes (threads of one process share page
-    tables and scale poorly; see ``azr.sandbox.pool``); false: threads of this process."""
+    """Run the parallel executions in worker processes (never slower than threads, and a
+    crashed worker costs only its process; see ``azr.sandbox.pool``); false: threads of this
+    process."""
     max_output_chars: int = 10_000
 
 

@@ -410,9 +410,9 @@ def launch(
                 rollout.load_weights(trainer.gather())
 
     s = config.sandbox
-    # One single-threaded sandbox per actor process (threads of one process scale
-    # poorly, see azr.sandbox.pool): sandbox.workers actors, or the CPUs the placement
-    # group (trainer ranks and, when split, engines) leaves.
+    # One single-threaded sandbox per actor process (one CPU each in Ray's accounting,
+    # see azr.sandbox.pool): sandbox.workers actors, or the CPUs the placement group
+    # (trainer ranks and, when split, engines) leaves.
     free = int(ray.cluster_resources().get("CPU", 2)) - sum(int(b["CPU"]) for b in bundles)
     count = s.workers or max(res.nodes, free)
     sandbox_cls = ray.remote(_SandboxWorker).options(num_cpus=1, scheduling_strategy="SPREAD")

@@ -1,11 +1,14 @@
 """The sandbox's batch methods over worker *processes* (``ProcessSandbox``).
 
-A ``Sandbox`` runs its workers as threads of one process. Fresh instances
-fault pages in constantly, and threads of one process share page tables, so
-every copy-on-write fault on one core interrupts the others to flush their
-TLBs: on a 2-core VM two threads validate no faster than one. Workers in
-separate processes share nothing, and scale (CRUXEval validation on 2 cores:
-2 threads 174 programs/s, 1 worker 203, 2 processes 381; README).
+A ``Sandbox`` runs its workers as threads of one process, which share page
+tables: every copy-on-write fault or decommit on one core interrupts the
+others to flush their TLBs. With Wasmtime as published, fresh instances
+faulted pages in constantly and two threads validated no faster than one on a
+2-core VM (2 threads 174 programs/s, 1 worker 203, 2 processes 381). With the
+patched memory reset in ``third_party/`` a warm instance slot takes no faults
+and threads scale too (2 threads 582-688, 2 processes 695-718, 1 worker
+329-379; README). Processes stay the training default: never slower, and a
+worker that dies takes only its own process.
 
 ``ProcessSandbox`` keeps one single-threaded ``Sandbox`` per process and
 splits each batch into chunks; results come back in order as plain
