@@ -101,6 +101,7 @@ class _Worker:
         resume: str | None,
     ) -> None:
         from azr.config import load_config_dict
+        from azr.models import resolve
         from azr.rl.backends import build_trainer, load_policy, vllm_sync
 
         cfg = load_config_dict(config)
@@ -111,16 +112,16 @@ class _Worker:
             MASTER_ADDR=master[0],
             MASTER_PORT=str(master[1]),
         )
+        # On another node, ``weights`` (the driver's path) may exist only once this
+        # node has built or converted the model into its own cache.
+        source = resolve(cfg.model.path, cfg.model.revision)
         if self.role == "engine":
-            from azr.models import resolve
-
-            # On another node, ``weights`` (the driver's path) may exist only once
-            # this node has built or converted the model into its own cache.
-            resolve(cfg.model.path, cfg.model.revision)
             self.engine = _engine(cfg, weights, None, None)
             return
         lora = cfg.trainer.lora_rank > 0
-        self.tokenizer, model = load_policy(cfg, weights, Path(resume) if resume is not None else None)
+        self.tokenizer, model = load_policy(
+            cfg, source, weights, Path(resume) if resume is not None else None
+        )
         self.trainer = build_trainer(cfg, model, self.tokenizer.pad_token_id or 0)
         if resume is not None:
             self.trainer.load_optimizer(Path(resume))

@@ -59,19 +59,22 @@ def choose(setting: str, colocated: bool, ready: bool, lora: bool) -> Literal["n
     return "nccl"
 
 
-def nccl_ready() -> bool:
-    """Whether this process can take part in an NCCL weight sync: a CUDA device
-    and a vLLM that has weight-transfer engines."""
+def has_weight_transfer() -> bool:
+    """Whether the installed vLLM has weight-transfer engines (0.32 has them)."""
     import importlib.util
 
-    import torch
-
-    if not torch.cuda.is_available():
-        return False
     try:
         return importlib.util.find_spec("vllm.distributed.weight_transfer") is not None
     except ImportError:  # no vllm at all
         return False
+
+
+def nccl_ready() -> bool:
+    """Whether this process can take part in an NCCL weight sync: a CUDA device
+    and a vLLM that has weight-transfer engines."""
+    import torch
+
+    return torch.cuda.is_available() and has_weight_transfer()
 
 
 # ------------------------------------------------------------ the trainer's side

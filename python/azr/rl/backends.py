@@ -28,18 +28,21 @@ from azr.rollout.base import RolloutEngine
 from azr.train.base import Sample, Trainer
 
 
-def load_policy(config: Config, weights: str | None, resume: Path | None) -> tuple[Any, Any]:
-    """(tokenizer, model) of a trainer: ``model.path``'s tokenizer, the model from
-    ``weights`` (a checkpoint's HF folder) or else from ``model.path``, with fresh
-    LoRA adapters when ``trainer.lora_rank > 0``. A LoRA run keeps the base
-    weights and resumes from the adapter saved in ``resume``.
+def load_policy(
+    config: Config, source: tuple[str, dict[str, Any]], weights: str | None, resume: Path | None
+) -> tuple[Any, Any]:
+    """(tokenizer, model) of a trainer: the tokenizer of ``source`` (``model.path`` as
+    ``azr.models.resolve`` returns it), the model from ``weights`` (a checkpoint's HF
+    folder) or else from ``source``, with fresh LoRA adapters when
+    ``trainer.lora_rank > 0``. A LoRA run keeps the base weights and resumes from
+    the adapter saved in ``resume``.
     """
-    from azr.models import load_pretrained, resolve
+    from azr.models import load_pretrained
     from azr.train.weights import apply_lora, load_adapter
 
     t = config.trainer
     lora = t.lora_rank > 0
-    path, kwargs = resolve(config.model.path, config.model.revision)
+    path, kwargs = source
     tokenizer, model = load_pretrained(
         path, kwargs, config.model.dtype, f"model.path {config.model.path!r}", None if lora else weights
     )

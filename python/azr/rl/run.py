@@ -74,7 +74,7 @@ class Run:
 
             self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         else:
-            self.tokenizer, model = load_policy(config, weights, resume_from)
+            self.tokenizer, model = load_policy(config, (path, kwargs), weights, resume_from)
         if config.model.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(
                 f"model.template is 'chat' but the tokenizer of {config.model.path!r} has no chat template; "

@@ -166,9 +166,9 @@ class VLLMRollout:
                 )
             extra.update(enable_lora=True, max_lora_rank=fits[0])
         if weight_transfer is not None:
-            import importlib.util
+            from azr.distributed.weight_sync import has_weight_transfer
 
-            if importlib.util.find_spec("vllm.distributed.weight_transfer") is None:
+            if not has_weight_transfer():
                 raise ConfigError(
                     f"vLLM {vllm.__version__} has no weight-transfer engines "
                     "(vllm.distributed.weight_transfer; azr uses 0.32's): "
