@@ -63,6 +63,7 @@ def main() -> None:
         total = sum(len(s.response_ids) for s in BATCH_A)
         trainer.step_shard(shard_by_tokens(BATCH_A, world)[rank], total)
         trainer.save(out)
+        trainer.close()
         return
     if mode == "resume":
         trainer = deepspeed_trainer(str(out / "model"), stage)
@@ -82,6 +83,9 @@ def main() -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         out.mkdir(parents=True, exist_ok=True)
         torch.save(weights, out / "params.pt")
+    closer = getattr(trainer, "close", None)
+    if closer is not None:
+        closer()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 RANK = """
 import sys, time
-from azr.distributed.guards import CommError, health_check, init_process_group
+from azr.distributed.guards import CommError, close_process_group, health_check, init_process_group
 rank, world, port, behaviour = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 try:
     init_process_group("gloo", rank, world, "127.0.0.1", port, timeout_s=30 if behaviour != "alone" else 3)
@@ -26,6 +26,7 @@ try:
         time.sleep(20)
         sys.exit(0)
     print("took", health_check(timeout_s=3))
+    close_process_group()
 except CommError as exc:
     print("CommError:", exc)
     sys.exit(3)

@@ -112,3 +112,25 @@ def health_check(timeout_s: float = 60.0, group: Any = None) -> float:
     if value.item() != expected:
         raise CommError(f"health check: all-reduce gave {value.item()}, expected {expected}")
     return time.perf_counter() - start
+
+
+def close_process_group() -> None:
+    """Tear down this process's default process group, if it has one.
+
+    A process that exits with a gloo or NCCL group still alive can abort in
+    its exit handlers ("terminate called without an active exception", exit
+    status -6) after its work succeeded; every azr process that joined a group
+    calls this when it is done. A peer that already left is not an error here.
+    """
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        dist.destroy_process_group()
+    except Exception as exc:  # a peer gone first: the group is being dropped anyway
+        import logging
+
+        logging.getLogger(__name__).debug("destroy_process_group: %s", exc)

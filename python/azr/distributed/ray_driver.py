@@ -26,6 +26,7 @@ hang.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -39,6 +40,8 @@ from azr.placement import Placement
 from azr.rollout.base import Completion, SamplingParams
 from azr.sandbox.pool import RemoteSandbox, call
 from azr.train.base import Sample
+
+log = logging.getLogger(__name__)
 
 
 def _ray() -> Any:
@@ -138,6 +141,10 @@ class _Worker:
         from azr.distributed.guards import health_check
 
         return health_check(timeout_s)
+
+    def close(self) -> None:
+        if self.trainer is not None:
+            self.trainer.close()
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         return list(self.engine.generate(prompts, params))
@@ -307,8 +314,16 @@ class Cluster:
     sandbox: RaySandbox
     placement_group: Any
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Ranks leave their process group (bounded wait), then the actors go."""
         ray = _ray()
+        refs = [w.close.remote() for w in self.trainer.workers]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except Exception as exc:  # a rank that already died: it is going anyway
+                log.warning("a trainer rank did not close cleanly: %s", exc)
         ray.util.remove_placement_group(self.placement_group)
 
 

@@ -136,9 +136,13 @@ class Run:
             self._eval = (opts, load_samples(opts), Grader(s.timeout_s, s.memory_mb, s.workers))
 
     def close(self) -> None:
-        """Stop the sandbox's worker processes and the Ray actors, if any."""
+        """Stop the sandbox's worker processes and the Ray actors, if any, and
+        leave the trainer's process group."""
         if self.cluster is not None:
             self.cluster.shutdown()
+        trainer_close = getattr(self.trainer, "close", None)
+        if trainer_close is not None:
+            trainer_close()
         closer = getattr(self.sandbox, "close", None)
         if closer is not None:
             closer()

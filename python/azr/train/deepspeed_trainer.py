@@ -360,3 +360,9 @@ class DeepSpeedTrainer:
         else:
             self.model.load_state_dict(state, strict=False)
         self.load_optimizer(folder)
+
+    def close(self) -> None:
+        """Leave the process group (an exit with it alive can abort the process)."""
+        from azr.distributed.guards import close_process_group
+
+        close_process_group()
