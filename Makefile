@@ -4,7 +4,7 @@ CARGO_TEST_FLAGS = --release --workspace --exclude azr-py
 # componentize-py builds the sandbox guest in build.rs; cargo test needs it on PATH.
 BUILD_TOOLS = "componentize-py==0.25.1" "maturin>=1.9,<2"
 
-.PHONY: dev test test-rust test-python lint bench demo
+.PHONY: dev test test-rust test-python lint bench demo gpu-wheels
 
 ## Install azr in editable mode with the CPU training stack (DeepSpeed and Ray included, so the
 ## distributed path is tested on CPU) and the test and lint tools.
@@ -38,3 +38,7 @@ bench:
 
 demo:
 	azr train
+
+## What benches/gpu/check.sh carries to a CUDA machine without network or Rust (into .whl/).
+gpu-wheels:
+	bash benches/gpu/wheels.sh

@@ -63,7 +63,10 @@ from rich.console import Console
 from rich.table import Table
 
 SUBSTITUTION = "responses substituted with valid ones; generation time is the model's own"
-CRUXEVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "eval" / "code" / "cruxeval.jsonl"
+SHARED_DATA = Path(
+    os.environ.get("AZR_SHARED_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+)
+CRUXEVAL = SHARED_DATA / "eval" / "code" / "cruxeval.jsonl"
 RESULTS = Path(__file__).resolve().parent / "results"
 PHASES = ("generate", "sandbox_wait", "update", "sync")
 
@@ -279,12 +282,24 @@ def step_report(m: dict[str, float]) -> dict[str, float]:
     return keep | shares
 
 
+def _gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="tiny", help="a preset name or config file")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--scan", type=int, default=160, help="CRUXEval programs tried for the pool")
     ap.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary one)")
+    ap.add_argument(
+        "--result",
+        type=Path,
+        default=None,
+        help="result JSON (default: benches/results/step_phases_<config>.json)",
+    )
     ap.add_argument("overrides", nargs="*", help="dotted config overrides, key=value")
     args = ap.parse_args()
     console = Console(width=150)
@@ -302,6 +317,12 @@ def main() -> None:
     pool = [
         p for p in built if fits(p, run.tokenizer, sp.induction_inputs, config.rollout.max_response_tokens)
     ]
+    if not pool:
+        raise SystemExit(
+            f"none of the {len(built)} usable programs of the first {args.scan} CRUXEval rows fits "
+            f"rollout.max_response_tokens={config.rollout.max_response_tokens}; raise it (256 fits most) "
+            "or --scan more rows"
+        )
     seeds = seed_file(
         pool, folder / "seeds.jsonl", 2 * sp.batch_size, sp.induction_inputs, sp.induction_visible
     )
@@ -325,6 +346,7 @@ def main() -> None:
             f"(exposed {steps[-1]['share/sandbox_wait']:.1%}), {int(m['sandbox/executions'])} executions",
             markup=False,
         )
+    run.close()
     table = Table("step", "s", *(k for k in PHASES), "other", "sandbox (overlapped)", "executions", "valid")
     for s in steps:
         valid = (
@@ -347,7 +369,7 @@ def main() -> None:
         "overrides": args.overrides,
         "command": "python benches/step_phases.py "
         + " ".join([f"--config {args.config}", f"--steps {args.steps}", *args.overrides]),
-        "machine": {"cpus": os.cpu_count()},
+        "machine": {"cpus": os.cpu_count(), "gpu": _gpu_name()},
         "model": config.model.path,
         "batch_size": sp.batch_size,
         "learnability_rollouts": sp.learnability_rollouts,
@@ -364,8 +386,8 @@ def main() -> None:
         "completions_by_kind": dict(engine.kinds),
         "steps": steps,
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"step_phases_{Path(args.config).stem}.json"
+    path = args.result or RESULTS / f"step_phases_{Path(args.config).stem}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     console.print(f"wrote {path}")
 

@@ -74,3 +74,22 @@ def test_cli_builds_tiny(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["model", "tiny", "--out", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("shape", "non_embedding"), [("0.5b", 0.36e9), ("1.5b", 1.31e9)])
+def test_stand_in_shapes_are_qwen25s_size(shape: str, non_embedding: float) -> None:
+    # Qwen2.5's report gives 0.36B and 1.31B non-embedding parameters for 0.5B and 1.5B.
+    import torch
+    from azr.models import SHAPES
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=2048, tie_word_embeddings=True, **SHAPES[shape]))
+    counted = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
+    assert abs(counted - non_embedding) / non_embedding < 0.02, counted
+
+
+def test_an_unknown_shape_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown model shape 'huge'"):
+        build_tiny(tmp_path / "m", shape="huge")
+    assert not (tmp_path / "m").exists()

@@ -57,8 +57,45 @@ def _corpus() -> list[str]:
     return texts
 
 
-def build_tiny(out: str | os.PathLike[str], seed: int = 0, vocab_size: int = 2048) -> Path:
-    """Write a tiny Qwen2 model and its tokenizer to ``out`` (HF format, safetensors)."""
+SHAPES: dict[str, dict[str, Any]] = {
+    # The embedded default: seconds to build, trains on a CPU.
+    "tiny": dict(
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    ),
+    # Qwen2.5-0.5B's and -1.5B's transformer shapes (the vocabulary stays the local
+    # tokenizer's): random-init stand-ins that cost what those models cost to
+    # generate and update, for GPU tests and benchmarks without a download.
+    "0.5b": dict(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+    ),
+    "1.5b": dict(
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+    ),
+}
+
+
+def build_tiny(
+    out: str | os.PathLike[str], seed: int = 0, vocab_size: int = 2048, shape: str = "tiny"
+) -> Path:
+    """Write a random-init Qwen2 model and its tokenizer to ``out`` (HF format, safetensors).
+
+    ``shape`` names the transformer's size in ``SHAPES``; the tokenizer is the
+    small byte-level BPE trained here in every case.
+    """
+    if shape not in SHAPES:
+        raise ConfigError(f"unknown model shape {shape!r}; one of {', '.join(SHAPES)}")
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -81,11 +118,7 @@ def build_tiny(out: str | os.PathLike[str], seed: int = 0, vocab_size: int = 204
     tokenizer.chat_template = CHATML
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
+        **SHAPES[shape],
         max_position_embeddings=16384,
         tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id,

@@ -16,8 +16,15 @@ def model() -> None:
 @model.command("tiny")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def tiny_command(out: Path, seed: int) -> None:
-    """Build the tiny Qwen2-style model and tokenizer into OUT (no download)."""
+@click.option(
+    "--shape",
+    type=click.Choice(["tiny", "0.5b", "1.5b"]),
+    default="tiny",
+    show_default=True,
+    help="The transformer's size: tiny, or Qwen2.5-0.5B's / -1.5B's shape (random weights).",
+)
+def tiny_command(out: Path, seed: int, shape: str) -> None:
+    """Build a random-init Qwen2-style model and its tokenizer into OUT (no download)."""
     try:
         from azr.models import build_tiny
     except ImportError as exc:
@@ -25,5 +32,5 @@ def tiny_command(out: Path, seed: int) -> None:
             "azr model tiny needs the training stack: pip install 'azr[train]'"
         ) from exc
     start = time.perf_counter()
-    build_tiny(out, seed=seed)
-    click.echo(f"built the tiny model in {out} in {time.perf_counter() - start:.1f} s")
+    build_tiny(out, seed=seed, shape=shape)
+    click.echo(f"built the {shape} model in {out} in {time.perf_counter() - start:.1f} s")
