@@ -2,7 +2,8 @@
 # Prepare what the GPU check (check.sh) carries to a CUDA machine that has no
 # network and no Rust: ./.whl/ (git-ignored) with azr's abi3 wheel, DeepSpeed
 # and the few packages DeepSpeed needs that such a machine lacks (built or
-# downloaded here for CPython 3.12 on x86-64), and the CRUXEval file the
+# downloaded here for CPython 3.12 on x86-64; typing-extensions too, since
+# pydantic-core needs a newer one than such an image may hold), and the CRUXEval file the
 # step-phase benchmark draws its programs from. About 30 MB.
 #
 #   bash benches/gpu/wheels.sh            (here, with the network)
@@ -27,7 +28,7 @@ DS_BUILD_OPS=0 "$python" -m pip wheel -q --no-deps --no-build-isolation "deepspe
 "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$out" \
     "pydantic==2.13.4" "pydantic-core==2.46.4" "annotated-types==0.7.0" "typing-inspection==0.4.2" \
-    "hjson==3.1.0"
+    "hjson==3.1.0" "typing-extensions==4.16.0"
 cp "$shared/eval/code/cruxeval.jsonl" "$out/data/eval/code/"
 ls -la "$out"
 du -sh "$out"

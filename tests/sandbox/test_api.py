@@ -143,3 +143,14 @@ def test_timeout_follows_the_configured_budget() -> None:
 def test_errors_derive_from_azr_error() -> None:
     assert issubclass(azr.SandboxError, azr.AzrError)
     assert issubclass(azr.ConfigError, azr.AzrError)
+
+
+def test_results_print_as_python_objects(sandbox: Sandbox) -> None:
+    ok = sandbox.run("def f(x):\n    return 'a\\n' + chr(233)", "1")
+    assert repr(ok).startswith(f"ExecResult(ok=True, output={ok.output!r}, elapsed_ms=")
+    bad = sandbox.run("def f(x):\n    raise ValueError(\"it's bad\")", "1")
+    assert bad.error is not None
+    assert repr(bad.error) == f"ExecError(kind='runtime', message={bad.error.message!r})"
+    assert repr(bad).startswith(f"ExecResult(ok=False, error={bad.error!r}, elapsed_ms=")
+    verdict = sandbox.check_deduction_batch([("4", "'4'")])[0]
+    assert repr(verdict).startswith("Verdict(correct=False, error=None, elapsed_ms=")

@@ -4,6 +4,7 @@ use crate::error::{ConfigError, Error};
 use azr_sandbox::{Check, Job, Sandbox, SandboxConfig};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use pyo3::BoundObject;
 use std::time::Duration;
 
 /// Why an execution or check failed: `kind` is one of the `ErrorKind` values.
@@ -16,12 +17,27 @@ pub struct PyExecError {
 
 #[pymethods]
 impl PyExecError {
-    fn __repr__(&self) -> String {
-        format!(
-            "ExecError(kind={:?}, message={:?})",
-            self.kind, self.message
-        )
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "ExecError(kind={}, message={})",
+            py_repr(py, &self.kind)?,
+            py_repr(py, &self.message)?
+        ))
     }
+}
+
+/// Python's own `repr` of a value (quotes and escapes as Python writes them;
+/// `None` for a missing one), so the result classes print like Python objects.
+fn py_repr<'py, T>(py: Python<'py>, value: T) -> PyResult<String>
+where
+    T: IntoPyObject<'py>,
+{
+    let object = value
+        .into_pyobject(py)
+        .map_err(Into::into)?
+        .into_any()
+        .into_bound();
+    Ok(object.repr()?.to_string())
 }
 
 impl From<azr_sandbox::ExecError> for PyExecError {
@@ -56,18 +72,19 @@ impl ExecResult {
         Ok(d)
     }
 
-    fn __repr__(&self) -> String {
-        match &self.error {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(match &self.error {
             None => format!(
-                "ExecResult(ok=True, output={:?}, elapsed_ms={:.3})",
-                self.output, self.elapsed_ms
+                "ExecResult(ok=True, output={}, elapsed_ms={:.3})",
+                py_repr(py, &self.output)?,
+                self.elapsed_ms
             ),
             Some(e) => format!(
                 "ExecResult(ok=False, error={}, elapsed_ms={:.3})",
-                e.__repr__(),
+                e.__repr__(py)?,
                 self.elapsed_ms
             ),
-        }
+        })
     }
 }
 
@@ -103,16 +120,16 @@ impl PyVerdict {
         Ok(d)
     }
 
-    fn __repr__(&self) -> String {
-        let err = self
-            .error
-            .as_ref()
-            .map_or("None".to_string(), |e| e.__repr__());
-        format!(
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let err = match &self.error {
+            Some(e) => e.__repr__(py)?,
+            None => "None".to_string(),
+        };
+        Ok(format!(
             "Verdict(correct={}, error={err}, elapsed_ms={:.3})",
             if self.correct { "True" } else { "False" },
             self.elapsed_ms
-        )
+        ))
     }
 }
 
