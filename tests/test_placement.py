@@ -15,8 +15,19 @@ def test_one_gpu_runs_in_process() -> None:
 def test_cpu_run() -> None:
     p = plan(ResourcesConfig(gpus_per_node=0))
     assert p.trainer == [(0, -1)] and not p.uses_ray
-    with pytest.raises(ConfigError, match="one node"):
-        plan(ResourcesConfig(nodes=2, gpus_per_node=0))
+    assert p.processes_on(0) == (1, 0)
+
+
+def test_cpu_ranks_on_several_nodes() -> None:
+    # resources.processes counts per node, as gpus_per_node does.
+    p = plan(ResourcesConfig(nodes=2, gpus_per_node=0, processes=2))
+    assert p.trainer == [(0, -1), (0, -1), (1, -1), (1, -1)] and p.uses_ray and p.nodes == 2
+    assert [p.processes_on(n) for n in (0, 1)] == [(2, 0), (2, 0)]
+    one_each = plan(ResourcesConfig(nodes=2, gpus_per_node=0))
+    assert one_each.trainer == [(0, -1), (1, -1)] and one_each.uses_ray
+    split = plan(ResourcesConfig(nodes=2, gpus_per_node=0, processes=2, colocate=False))
+    assert split.engines == [[(0, -1)]] and split.trainer == [(0, -1), (1, -1), (1, -1)]
+    assert [split.processes_on(n) for n in (0, 1)] == [(2, 0), (2, 0)]
 
 
 def test_cpu_processes_run_on_ray() -> None:
@@ -24,7 +35,7 @@ def test_cpu_processes_run_on_ray() -> None:
     assert p.trainer == [(0, -1)] * 3 and len(p.engines) == 3 and p.colocated and p.uses_ray
     split = plan(ResourcesConfig(gpus_per_node=0, processes=3, colocate=False))
     assert len(split.trainer) == 2 and len(split.engines) == 1 and not split.colocated and split.uses_ray
-    with pytest.raises(ConfigError, match=r"needs resources\.processes"):
+    with pytest.raises(ConfigError, match=r"needs more processes than resources\.rollout_gpus"):
         plan(ResourcesConfig(gpus_per_node=0, processes=2, colocate=False, rollout_gpus=2))
     with pytest.raises(ConfigError, match="processes must be at least 1"):
         plan(ResourcesConfig(gpus_per_node=0, processes=0))
@@ -46,6 +57,10 @@ def test_split_two_nodes_engines_never_cross_a_node() -> None:
     assert p.trainer == [(1, g) for g in range(4, 8)]
     every = [s for e in p.engines for s in e] + p.trainer
     assert len(every) == len(set(every)) == 16, "each GPU has exactly one role"
+    # Ray reserves one bundle per node: its processes (engines + ranks) and its GPUs.
+    assert [p.processes_on(n) for n in (0, 1)] == [(2, 8), (5, 8)]
+    colocated = plan(ResourcesConfig(nodes=2, gpus_per_node=8, tensor_parallel=2))
+    assert [colocated.processes_on(n) for n in (0, 1)] == [(8, 8), (8, 8)], "engines live in the ranks"
 
 
 def test_split_defaults_to_half() -> None:

@@ -166,7 +166,7 @@ class ResourcesConfig:
 
     nodes: int = 1
     gpus_per_node: int = 1
-    """0 runs on the CPU (one node)."""
+    """0 runs on the CPU."""
     colocate: bool = True
     """Every GPU holds a rollout engine and a trainer rank; the engine sleeps during updates."""
     rollout_gpus: int = 0
@@ -174,8 +174,8 @@ class ResourcesConfig:
     tensor_parallel: int = 1
     """GPUs per vLLM engine, always on one node."""
     processes: int = 1
-    """With ``gpus_per_node: 0``: data-parallel CPU ranks (more than 1 runs on Ray; for testing the
-    distributed path without GPUs)."""
+    """With ``gpus_per_node: 0``: data-parallel CPU ranks per node (more than one in all runs on Ray;
+    for testing the distributed path without GPUs)."""
     comm_timeout_s: float = 600.0
     """A collective (gradient reduction, weight broadcast) that takes longer fails the run with an error."""
     ray_address: str | None = None

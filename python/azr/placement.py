@@ -33,6 +33,16 @@ class Placement:
     def world_size(self) -> int:
         return len(self.trainer)
 
+    def processes_on(self, node: int) -> tuple[int, int]:
+        """(processes, GPUs) on ``node``: trainer ranks, plus the engines when split
+        (colocated engines live in the ranks' processes)."""
+        slots = list(self.trainer)
+        procs = sum(1 for n, _ in slots if n == node)
+        if not self.colocated:
+            procs += sum(1 for e in self.engines if e[0][0] == node)
+            slots += [slot for e in self.engines for slot in e]
+        return procs, sum(1 for n, g in slots if n == node and g >= 0)
+
 
 def _engines_on(node: int, gpus: list[int], tp: int) -> list[list[Slot]]:
     return [[(node, g) for g in gpus[k : k + tp]] for k in range(0, len(gpus), tp)]
@@ -47,23 +57,21 @@ def plan(res: ResourcesConfig) -> Placement:
     if res.tensor_parallel < 1:
         raise ConfigError(f"resources.tensor_parallel must be at least 1, got {res.tensor_parallel}")
     if res.gpus_per_node == 0:
-        # The CPU: one process, or (resources.processes > 1) ranks on Ray, to test that path.
-        if res.nodes != 1:
-            raise ConfigError("a CPU run (resources.gpus_per_node=0) uses one node; set resources.nodes=1")
+        # The CPU: one process, or ranks on Ray (resources.processes per node), to test that path
+        # without GPUs, on one machine or on several.
         if res.processes < 1:
             raise ConfigError(f"resources.processes must be at least 1, got {res.processes}")
+        slots = [(n, -1) for n in range(res.nodes) for _ in range(res.processes)]
         if res.colocate:
-            ranks = [(0, -1)] * res.processes
-            return Placement(ranks, [[slot] for slot in ranks], True, res.processes > 1, 1)
-        # Split on the CPU: resources.rollout_gpus counts engine processes (default 1).
+            return Placement(slots, [[slot] for slot in slots], True, len(slots) > 1, res.nodes)
+        # Split on the CPU: resources.rollout_gpus counts engine processes (default 1), first slots first.
         n_engines = res.rollout_gpus or 1
-        if res.processes - n_engines < 1:
+        if len(slots) - n_engines < 1:
             raise ConfigError(
-                f"resources.colocate=false on the CPU needs resources.processes > resources.rollout_gpus "
-                f"(engines); got {res.processes} processes and {n_engines} engines"
+                f"resources.colocate=false on the CPU needs more processes than resources.rollout_gpus "
+                f"(engines); got {len(slots)} processes and {n_engines} engines"
             )
-        cpu = (0, -1)
-        return Placement([cpu] * (res.processes - n_engines), [[cpu]] * n_engines, False, True, 1)
+        return Placement(slots[n_engines:], [[slot] for slot in slots[:n_engines]], False, True, res.nodes)
     per_node, tp = res.gpus_per_node, res.tensor_parallel
     if tp > per_node:
         raise ConfigError(

@@ -70,3 +70,45 @@ def test_two_cpu_ranks_train_then_resume(tmp_path: Path) -> None:
     assert all(line["train/ranks"] == 2.0 for line in lines)
     assert lines[0]["train/response_tokens"] > 0
     assert (run / "step_1" / "optimizer.safetensors").is_file()
+
+
+def test_ranks_on_two_nodes_train_then_resume(tmp_path: Path) -> None:
+    # Two Ray nodes on this machine (ray.cluster_utils), one rank and one sandbox actor each:
+    # the ranks must land on distinct nodes, as resources.nodes asks, and train and resume there.
+    pytest.importorskip("ray", reason="needs Ray: pip install 'azr[ray]'")
+    pytest.importorskip("deepspeed", reason="needs DeepSpeed: pip install 'azr[deepspeed]'")
+    from ray.cluster_utils import Cluster
+
+    from tests.rl.test_train_e2e import seed_file, train_then_resume
+
+    cluster = Cluster(
+        initialize_head=True, connect=False, head_node_args={"num_cpus": 2, "include_dashboard": False}
+    )
+    try:
+        cluster.add_node(num_cpus=2)
+        cluster.wait_for_nodes()
+        args = (
+            "resources.gpus_per_node=0",
+            "resources.nodes=2",
+            "resources.processes=1",
+            f"resources.ray_address={cluster.address}",
+            "trainer.backend=deepspeed",
+            "model.dtype=float32",
+            f"selfplay.seed_buffer={seed_file(tmp_path / 'seeds.jsonl')}",
+        )
+        lines = train_then_resume(tmp_path / "run", 1, *args, timeout=900)
+        assert all(line["train/ranks"] == 2.0 and line["train/nodes"] == 2.0 for line in lines)
+    finally:
+        cluster.shutdown()
+
+
+def test_more_nodes_than_the_cluster_has_is_a_config_error(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="needs Ray: pip install 'azr[ray]'")
+    pytest.importorskip("deepspeed", reason="needs DeepSpeed: pip install 'azr[deepspeed]'")
+    from tests.rl.test_train_e2e import azr
+
+    args = ("resources.gpus_per_node=0", "resources.nodes=2", "trainer.backend=deepspeed")
+    out = azr("train", "--out", str(tmp_path / "run"), "--steps", "1", *args, timeout=300)
+    assert out.returncode != 0
+    assert "resources.nodes=2 but the Ray cluster has 1 node(s)" in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr

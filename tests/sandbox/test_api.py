@@ -148,7 +148,7 @@ def test_errors_derive_from_azr_error() -> None:
 def test_results_print_as_python_objects(sandbox: Sandbox) -> None:
     ok = sandbox.run("def f(x):\n    return 'a\\n' + chr(233)", "1")
     assert repr(ok).startswith(f"ExecResult(ok=True, output={ok.output!r}, elapsed_ms=")
-    bad = sandbox.run("def f(x):\n    raise ValueError(\"it's bad\")", "1")
+    bad = sandbox.run('def f(x):\n    raise ValueError("it\'s bad")', "1")
     assert bad.error is not None
     assert repr(bad.error) == f"ExecError(kind='runtime', message={bad.error.message!r})"
     assert repr(bad).startswith(f"ExecResult(ok=False, error={bad.error!r}, elapsed_ms=")

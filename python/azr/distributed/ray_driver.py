@@ -202,6 +202,9 @@ class _Worker:
     def save(self, folder: str) -> None:
         self.trainer.save(Path(folder))
 
+    def node(self) -> str:
+        return str(_ray().get_runtime_context().get_node_id())
+
     def sees(self, path: str) -> bool:
         return Path(path).exists()
 
@@ -271,8 +274,10 @@ class RayRollout:
 class RayTrainer:
     """A ``Trainer`` over the DeepSpeed ranks: samples balanced by tokens, one step on all."""
 
-    def __init__(self, workers: list[Any]) -> None:
+    def __init__(self, workers: list[Any], nodes: int = 1) -> None:
         self.workers = workers
+        self.nodes = nodes
+        """The distinct Ray nodes the ranks run on."""
 
     def step(self, samples: Sequence[Sample]) -> dict[str, float]:
         from azr.train.batching import TERMS
@@ -291,6 +296,7 @@ class RayTrainer:
         for key in TERMS.values():
             merged[key] = sum(r[key] for r in results)
         merged["train/ranks"] = float(len(self.workers))
+        merged["train/nodes"] = float(self.nodes)
         return merged
 
     def save(self, folder: Path) -> None:
@@ -355,25 +361,33 @@ def launch(
             f"resources ask for {wanted} GPUs ({res.nodes} node(s) x {res.gpus_per_node}); "
             f"the Ray cluster has {have}: start the nodes first, or lower resources.gpus_per_node/nodes"
         )
-    unit = {"GPU": 1, "CPU": 1} if gpu else {"CPU": 1}
-    bundles = [dict(unit) for _ in placement.trainer]
-    if not placement.colocated:
-        engine_unit = {"GPU": res.tensor_parallel, "CPU": 1} if gpu else {"CPU": 1}
-        bundles += [dict(engine_unit) for _ in placement.engines]
-    pg = placement_group(bundles, strategy="PACK")
+    alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+    if placement.nodes > alive:
+        raise ConfigError(
+            f"resources.nodes={placement.nodes} but the Ray cluster has {alive} node(s): "
+            "start the others (ray start --address=...) or lower resources.nodes"
+        )
+    # One bundle per node holding all of that node's processes (one CPU each in Ray's
+    # accounting, and their GPUs), on distinct nodes: rank r runs on the node the
+    # placement gave it, and the ranks of a node are contiguous.
+    bundles = []
+    for node in range(placement.nodes):
+        procs, gpus = placement.processes_on(node)
+        bundles.append({"CPU": procs, "GPU": gpus} if gpu else {"CPU": procs})
+    pg = placement_group(bundles, strategy="STRICT_SPREAD" if placement.nodes > 1 else "PACK")
     if not _wait(ray, pg.ready(), res.comm_timeout_s):
         raise ConfigError(
-            f"Ray could not reserve {bundles} within {res.comm_timeout_s:g} s: "
+            f"Ray could not reserve {bundles} (one bundle per node) within {res.comm_timeout_s:g} s: "
             f"the cluster has {ray.cluster_resources()}"
         )
     role = "hybrid" if placement.colocated else "trainer"
     worker_cls = ray.remote(_Worker)
 
-    def on(index: int, gpus: float) -> Any:
-        strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=index)
+    def on(node: int, gpus: float) -> Any:
+        strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=node)
         return worker_cls.options(num_gpus=gpus, num_cpus=1, scheduling_strategy=strategy)
 
-    workers = [on(i, 1 if gpu else 0).remote(role) for i in range(len(placement.trainer))]
+    workers = [on(node, 1 if gpu else 0).remote(role) for node, _ in placement.trainer]
     master = ray.get(workers[0].address.remote())
     plain = to_dict(config)
     plain["run"]["out"] = str(run_folder)
@@ -386,7 +400,7 @@ def launch(
             "checkpoints from rank 0, so put run.out on a shared filesystem"
         )
     ray.get([w.health.remote(res.comm_timeout_s) for w in workers])
-    trainer = RayTrainer(workers)
+    trainer = RayTrainer(workers, nodes=len(set(ray.get([w.node.remote() for w in workers]))))
     if placement.colocated:
         rollout: Any = RayRollout(workers)
 
@@ -396,8 +410,7 @@ def launch(
         from azr.distributed import weight_sync
 
         engines = [
-            on(len(workers) + k, res.tensor_parallel if gpu else 0).remote("engine")
-            for k in range(len(placement.engines))
+            on(slots[0][0], res.tensor_parallel if gpu else 0).remote("engine") for slots in placement.engines
         ]
         ready = all(ray.get([a.nccl_ready.remote() for a in [workers[0], *engines]]))
         mode = (
