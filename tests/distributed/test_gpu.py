@@ -47,3 +47,18 @@ def test_selfplay_steps_with_deepspeed_on_the_gpu(stage: int, tmp_path: Path) ->
     if stage == 3:
         pytest.importorskip("vllm", reason="ZeRO-3 generation needs vLLM: pip install 'azr[gpu]'")
     train_then_resume(run, 2, *args, timeout=1200)
+
+
+def test_selfplay_steps_with_the_torch_trainer_in_bf16_on_the_gpu(tmp_path: Path) -> None:
+    # One GPU without DeepSpeed or vLLM: transformers generation and the torch
+    # trainer, bf16 weights with fp32 master copies; trains, checkpoints, resumes.
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from tests.rl.test_train_e2e import seed_file, train_then_resume
+
+    run = tmp_path / "run"
+    args = ("model.dtype=bfloat16", f"selfplay.seed_buffer={seed_file(tmp_path / 'seeds.jsonl')}")
+    lines = train_then_resume(run, 2, *args, timeout=900)
+    assert all(line["train/response_tokens"] > 0 for line in lines)
+    master = torch.load(run / "step_3" / "optimizer.pt", weights_only=True)["master"]
+    assert master and all(t.dtype == torch.float32 for t in master.values())

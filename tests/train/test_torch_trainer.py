@@ -77,3 +77,60 @@ def test_save_and_load_round_trip(tiny_model_dir: Path, tmp_path: Path) -> None:
     for (name, a), b in zip(model.state_dict().items(), other.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert other.optimizer.state_dict()["state"].keys() == trainer.optimizer.state_dict()["state"].keys()
+
+
+def _bf16(folder: Path) -> torch.nn.Module:
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
+
+
+def test_bf16_weights_take_updates_below_their_resolution(tiny_model_dir: Path) -> None:
+    # At the self-play learning rate (1e-6) an AdamW step (~lr per weight) is below
+    # bf16's resolution for most weights: applied to the bf16 weights it would round
+    # away. The fp32 master copies must follow the fp32 run's updates instead.
+    options = {"lr": 1e-6, "weight_decay": 0.0, "grad_clip": 1e9}
+    reference = _model(tiny_model_dir)
+    start = {n: p.detach().clone() for n, p in reference.named_parameters()}
+    fp32 = TorchTrainer(reference, **options)
+    bf16_model = _bf16(tiny_model_dir)
+    bf16 = TorchTrainer(bf16_model, **options)
+    assert fp32.master is None and bf16.master is not None
+    master_start = [m.clone() for m in bf16.master]  # the bf16 weights, exactly, in fp32
+    for _ in range(3):
+        fp32.step(SAMPLES)
+        bf16.step(SAMPLES)
+    names = [n for n, _ in bf16_model.named_parameters()]
+    want = torch.cat([(p.detach() - start[n]).flatten() for n, p in reference.named_parameters()])
+    got = torch.cat([(m - m0).flatten() for m, m0 in zip(bf16.master, master_start, strict=True)])
+    moved = want.abs() > 1e-7
+    # The setting is one where it matters: most of these updates vanish when rounded to bf16.
+    start_all = torch.cat([start[n].flatten() for n in names])
+    rounded_away = (start_all + want).to(torch.bfloat16) == start_all.to(torch.bfloat16)
+    assert rounded_away[moved].float().mean() > 0.8
+    # The master copies took them, in the fp32 run's direction and size.
+    assert (torch.sign(got[moved]) == torch.sign(want[moved])).float().mean() > 0.95
+    assert 0.8 < float(got.abs().mean() / want.abs().mean()) < 1.25
+    # The model holds the master copies rounded to its dtype.
+    for (name, p), master in zip(bf16_model.named_parameters(), bf16.master, strict=True):
+        assert p.dtype == torch.bfloat16 and torch.equal(p.detach(), master.to(torch.bfloat16)), name
+
+
+def test_bf16_checkpoint_keeps_the_fp32_master_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
+    trainer = TorchTrainer(_bf16(tiny_model_dir), lr=1e-5)
+    trainer.step(SAMPLES)
+    trainer.save(tmp_path / "ckpt")
+    assert trainer.master is not None
+    # A resume loads the bf16 model folder, then the optimizer state with the fp32 copies.
+    resumed = TorchTrainer(
+        AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt" / "model", dtype=torch.bfloat16), lr=1e-5
+    )
+    assert resumed.master is not None
+    assert any(not torch.equal(a, b) for a, b in zip(resumed.master, trainer.master, strict=True)), (
+        "the bf16 weights alone lose the master weights' low bits"
+    )
+    resumed.load_optimizer(tmp_path / "ckpt")
+    for a, b in zip(resumed.master, trainer.master, strict=True):
+        assert torch.equal(a, b)
+    trainer.step(SAMPLES)
+    resumed.step(SAMPLES)
+    for a, b in zip(resumed.master, trainer.master, strict=True):
+        assert torch.equal(a, b), "the resumed run continues exactly"

@@ -2,6 +2,15 @@
 gradient-norm clipping, fp32 or bf16, on the CPU or one GPU. The loss is
 TRR++'s token-mean over the *whole* batch (see ``azr.train.batching``), so
 splitting a batch into micro-batches never changes the gradient.
+
+A bf16 model trains with fp32 master weights, as DeepSpeed's bf16 mode does:
+AdamW's step is about ``lr`` per weight, and at the self-play learning rate
+(1e-6) that is far below bf16's resolution for any weight over ~1e-4 (bf16
+keeps 8 significant bits), so updating bf16 weights in place would round
+almost every update away. The optimizer holds fp32 copies, gradients are
+summed over micro-batches in fp32, and after each step the model takes the
+rounded values; the model itself (generation, weight sync, checkpoints) stays
+in its own dtype. Checkpoints carry the fp32 copies, so a resume loses nothing.
 """
 
 from __future__ import annotations
@@ -36,8 +45,13 @@ class TorchTrainer:
         self.model = model
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trainable, lr=lr, betas=betas, weight_decay=weight_decay)
+        self._named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.master: list[torch.Tensor] | None = None
+        """fp32 copies of the trainable weights the optimizer updates, when they are not fp32."""
+        if any(p.dtype != torch.float32 for _, p in self._named):
+            self.master = [p.detach().float().clone() for _, p in self._named]
+        params = self.master if self.master is not None else [p for _, p in self._named]
+        self.optimizer = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
         self.grad_clip = grad_clip
         self.micro_batch_size = micro_batch_size
         self.micro_batch_tokens = micro_batch_tokens
@@ -50,6 +64,7 @@ class TorchTrainer:
         if not samples:
             return {"train/skipped": 1.0}
         self.model.train()
+        self.model.zero_grad(set_to_none=True)
         self.optimizer.zero_grad(set_to_none=True)
         total_tokens = sum(len(s.response_ids) for s in samples)
         batches = micro_batches(samples, self.micro_batch_size, self.micro_batch_tokens)
@@ -57,16 +72,31 @@ class TorchTrainer:
             self.model,
             [(b, 1.0) for b in batches],
             total_tokens,
-            lambda loss, last: loss.backward(),
+            self._backward,
             clip_eps=self.clip_eps,
             entropy_coef=self.entropy_coef,
             pad_token_id=self.pad_token_id,
         )
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.grad_clip)
+        params = self.master if self.master is not None else [p for _, p in self._named]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         self.optimizer.step()
+        if self.master is not None:
+            with torch.no_grad():
+                for master, (_, p) in zip(self.master, self._named, strict=True):
+                    p.copy_(master)
         self.model.eval()
         return report(sums, float(grad_norm), total_tokens)
+
+    def _backward(self, loss: torch.Tensor, last: bool) -> None:
+        loss.backward()
+        if self.master is None:
+            return
+        # Sum the micro-batches' gradients in fp32, not in the model's dtype.
+        for master, (_, p) in zip(self.master, self._named, strict=True):
+            if p.grad is not None:
+                grad = p.grad.float()
+                master.grad = grad if master.grad is None else master.grad.add_(grad)
+                p.grad = None
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.model.state_dict())
@@ -74,10 +104,22 @@ class TorchTrainer:
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         save_model(self.model, folder)
-        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
+        if self.master is not None:
+            state["master"] = {n: m.cpu() for (n, _), m in zip(self._named, self.master, strict=True)}
+        torch.save(state, folder / "optimizer.pt")
 
     def load_optimizer(self, folder: Path) -> None:
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        state = torch.load(folder / "optimizer.pt", weights_only=True)
+        if "optimizer" not in state:  # written before master weights existed: the bare optimizer state
+            state = {"optimizer": state}
+        self.optimizer.load_state_dict(state["optimizer"])
+        saved = state.get("master")
+        if self.master is not None and saved:
+            with torch.no_grad():
+                for (name, _), master in zip(self._named, self.master, strict=True):
+                    if name in saved:
+                        master.copy_(saved[name])
 
     def load(self, folder: Path) -> None:
         from safetensors.torch import load_file
