@@ -7,7 +7,9 @@
 #    update; `azr train` self-play steps with DeepSpeed, checkpoint, resume;
 #    the vLLM and two-GPU tests skip with their reason where vLLM or a second
 #    GPU is missing). JUnit XML and the log go to $OUT.
-# 2. Step phases (benches/step_phases.py) on a random-init model of
+# 2. Peak memory of the trainer's log-probs and entropies over 8k positions of
+#    a 150k vocabulary, at once against in chunks (benches/logprob_memory.py).
+# 3. Step phases (benches/step_phases.py) on a random-init model of
 #    Qwen2.5-0.5B's shape (bf16, DeepSpeed ZeRO-2, transformers generation):
 #    where a step's time goes on a GPU and the sandbox's share of it.
 #
@@ -54,6 +56,10 @@ timeout --signal=TERM "${AZR_GPU_TEST_S:-330}" "$python" -m pytest -m gpu -rs -W
     2>&1 | tee "$OUT/gpu-tests.log"
 tests=${PIPESTATUS[0]}
 stamp "tests exit $tests"
+
+stamp "log-prob memory"
+timeout --signal=TERM 120 "$python" benches/logprob_memory.py --tokens 8192 --json "$OUT/logprob_memory_gpu.json" \
+    2>&1 | tee "$OUT/logprob_memory.log"
 
 shape=${AZR_GPU_SHAPE:-0.5b}
 stamp "step phases, $shape"

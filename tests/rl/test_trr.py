@@ -83,3 +83,21 @@ def test_helpers() -> None:
     assert token_entropy(logits)[0, 0].item() == pytest.approx(math.log(2))
     assert masked_mean(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])).item() == 0.0
     assert expand_to_tokens(torch.tensor([2.0]), torch.tensor([[1.0, 0.0]])).tolist() == [[2.0, 0.0]]
+
+
+def test_token_stats_in_chunks_give_the_same_values_and_gradients() -> None:
+    from azr.rl.loss import token_stats
+
+    torch.manual_seed(0)
+    base = torch.randn(3, 7, 50, dtype=torch.float64)
+    tokens = torch.randint(0, 50, (3, 7))
+    results = []
+    for chunk in (10**6, 4):  # at once, and 4 positions at a time with recomputation
+        logits = base.clone().requires_grad_(True)
+        chosen, entropy = token_stats(logits, tokens, chunk=chunk)
+        (chosen.sum() + 0.3 * entropy.sum()).backward()
+        results.append((chosen.detach(), entropy.detach(), logits.grad))
+    (c1, e1, g1), (c2, e2, g2) = results
+    assert torch.equal(c1, c2) and torch.equal(e1, e2)
+    assert torch.allclose(g1, g2) and g1.abs().max() > 0
+    assert torch.allclose(c1, token_logprobs(base, tokens)) and torch.allclose(e1, token_entropy(base))

@@ -40,6 +40,49 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+#: Vocabulary entries (positions x vocabulary) whose fp32 log-softmax ``token_stats``
+#: holds at once: 256 MB per fp32 temporary, about 440 positions of a 150k vocabulary.
+STATS_ELEMENTS = 1 << 26
+
+
+def _stats(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return chosen, -(logp.exp() * logp).sum(-1)
+
+
+def token_stats(
+    logits: torch.Tensor, tokens: torch.Tensor, chunk: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``token_logprobs`` and ``token_entropy`` of ``logits[..., V]`` in fp32, in bounded memory.
+
+    Done at once, each position's fp32 log-softmax, its exponential and their
+    product are kept for the backward pass: about 16 bytes per vocabulary entry
+    per position, tens of GB for a micro-batch of long responses over a 150k
+    vocabulary. Here positions go ``chunk`` at a time (default: as many as fit
+    ``STATS_ELEMENTS``), and under autograd each
+    chunk is recomputed in the backward pass (activation checkpointing), so
+    only the logits themselves stay alive. Values and gradients are the same.
+    """
+    shape = tokens.shape
+    chunk = chunk or max(1, STATS_ELEMENTS // logits.shape[-1])
+    flat_logits = logits.reshape(-1, logits.shape[-1])
+    flat_tokens = tokens.reshape(-1)
+    if flat_tokens.numel() <= chunk:
+        chosen, entropy = _stats(flat_logits, flat_tokens)
+        return chosen.view(shape), entropy.view(shape)
+    from torch.utils.checkpoint import checkpoint
+
+    recompute = torch.is_grad_enabled() and logits.requires_grad
+    parts = []
+    for start in range(0, flat_tokens.numel(), chunk):
+        args = (flat_logits[start : start + chunk], flat_tokens[start : start + chunk])
+        parts.append(checkpoint(_stats, *args, use_reentrant=False) if recompute else _stats(*args))
+    chosen = torch.cat([c for c, _ in parts])
+    entropy = torch.cat([e for _, e in parts])
+    return chosen.view(shape), entropy.view(shape)
+
+
 def policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,

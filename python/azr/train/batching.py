@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from azr.rl.loss import policy_loss, token_entropy
+from azr.rl.loss import policy_loss, token_stats
 from azr.train.base import Sample
 
 #: The loss terms a step reports, each a token-weighted mean over the batch,
@@ -59,10 +59,7 @@ def response_logprobs(
         ids[row, : len(seq)] = torch.tensor(seq)
         attention[row, : len(seq)] = 1
     logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits[:, :-1]
-    targets = ids[:, 1:].to(device)
-    logp_all = torch.log_softmax(logits.float(), dim=-1)
-    logprobs = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    entropy = token_entropy(logits)
+    logprobs, entropy = token_stats(logits, ids[:, 1:].to(device))
     mask = torch.zeros_like(logprobs)
     for row, s in enumerate(batch):
         start = len(s.prompt_ids) - 1
