@@ -6,6 +6,7 @@ the token-mean loss over the *whole* batch.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,24 +47,58 @@ def micro_batches(samples: Sequence[Sample], size: int, token_budget: int = 0) -
     return out
 
 
+def _keep_argument(model: Any) -> str | None:
+    """The name under which ``model``'s forward takes how many final positions to
+    compute logits for (transformers >= 4.50: ``logits_to_keep``; 4.45-4.49:
+    ``num_logits_to_keep``), or None when it has neither."""
+    inner = getattr(model, "module", model)  # a DeepSpeed engine
+    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT
+    try:
+        params = inspect.signature(type(base).forward).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in params), None)
+
+
 def response_logprobs(
     model: Any, batch: Sequence[Sample], pad_token_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Log-probs and entropies of the response tokens, ``[b, T]``, and their mask."""
+    """Log-probs and entropies of the response tokens, ``[b, R]``, and their mask.
+
+    Sequences are left-padded so that every response ends in the last column,
+    with position ids that skip the padding; row ``i``'s response tokens are its
+    last ``len(response_ids)`` columns. The model computes logits only for the
+    last ``R + 1`` positions (``R`` the longest response) when it can, never for
+    the rest of the prompts: the output layer is a sizeable share of a forward
+    pass over a 150k vocabulary, and its logits the largest tensor of the step.
+    """
     device = next(model.parameters()).device
     seqs = [s.prompt_ids + s.response_ids for s in batch]
     width = max(len(s) for s in seqs)
+    longest = max(len(s.response_ids) for s in batch)
     ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
     attention = torch.zeros_like(ids)
     for row, seq in enumerate(seqs):
-        ids[row, : len(seq)] = torch.tensor(seq)
-        attention[row, : len(seq)] = 1
-    logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits[:, :-1]
-    logprobs, entropy = token_stats(logits, ids[:, 1:].to(device))
+        ids[row, width - len(seq) :] = torch.tensor(seq)
+        attention[row, width - len(seq) :] = 1
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    kwargs: dict[str, Any] = {}
+    keep = _keep_argument(model)
+    if keep is not None:
+        kwargs[keep] = longest + 1
+    out = model(
+        input_ids=ids.to(device),
+        attention_mask=attention.to(device),
+        position_ids=positions.to(device),
+        **kwargs,
+    )
+    # The logits at column c predict the token at c + 1: the last R targets need
+    # the R columns before the last one.
+    logits = out.logits[:, -(longest + 1) : -1]
+    logprobs, entropy = token_stats(logits, ids[:, width - longest :].to(device))
     mask = torch.zeros_like(logprobs)
     for row, s in enumerate(batch):
-        start = len(s.prompt_ids) - 1
-        mask[row, start : start + len(s.response_ids)] = 1.0
+        mask[row, longest - len(s.response_ids) :] = 1.0
     return logprobs, entropy, mask
 
 
@@ -86,13 +121,13 @@ def micro_batch_loss(
     """
     logprobs, entropy, mask = response_logprobs(model, batch, pad_token_id)
     old = torch.zeros_like(logprobs)
+    width = logprobs.shape[1]
     for row, s in enumerate(batch):
-        begin = len(s.prompt_ids) - 1
-        n = len(s.response_ids)
+        begin = width - len(s.response_ids)  # responses end in the last column
         if s.old_logprobs is None:
-            old[row, begin : begin + n] = logprobs[row, begin : begin + n].detach()
+            old[row, begin:] = logprobs[row, begin:].detach()
         else:
-            old[row, begin : begin + n] = torch.tensor(s.old_logprobs, dtype=old.dtype)
+            old[row, begin:] = torch.tensor(s.old_logprobs, dtype=old.dtype)
     advantages = torch.tensor([s.advantage for s in batch], dtype=logprobs.dtype, device=logprobs.device)
     terms = policy_loss(
         logprobs, old, advantages, mask, clip_eps=clip_eps, entropy=entropy, entropy_coef=entropy_coef
