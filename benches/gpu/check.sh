@@ -14,7 +14,8 @@
 #    where a step's time goes on a GPU and the sandbox's share of it.
 #
 # Each part has its own deadline (AZR_GPU_TEST_S, AZR_GPU_BENCH_S), so the
-# whole stays inside one device call; AZR_GPU_SHAPE=tiny makes a quick dry run
+# whole stays inside one device call (under 10 minutes: one call, no
+# second try, in a 15-minute device budget); AZR_GPU_SHAPE=tiny makes a quick dry run
 # on any machine, AZR_GPU_INSTALL=0 uses the installed azr instead of .whl.
 # Exit status: that of the tests.
 set -uo pipefail
@@ -50,7 +51,7 @@ PY
 
 stamp "tests"
 # Library versions there differ from CI's: their warnings are reported, not errors.
-timeout --signal=TERM "${AZR_GPU_TEST_S:-330}" "$python" -m pytest -m gpu -rs -W default -p no:cacheprovider \
+timeout --signal=TERM "${AZR_GPU_TEST_S:-320}" "$python" -m pytest -m gpu -rs -W default -p no:cacheprovider \
     --junitxml="$OUT/gpu-tests.xml" \
     tests/distributed/test_gpu.py tests/rollout/test_vllm.py tests/distributed/test_weight_sync.py \
     2>&1 | tee "$OUT/gpu-tests.log"
@@ -58,14 +59,14 @@ tests=${PIPESTATUS[0]}
 stamp "tests exit $tests"
 
 stamp "log-prob memory"
-timeout --signal=TERM 120 "$python" benches/logprob_memory.py --tokens 8192 --json "$OUT/logprob_memory_gpu.json" \
+timeout --signal=TERM 60 "$python" benches/logprob_memory.py --tokens 8192 --json "$OUT/logprob_memory_gpu.json" \
     2>&1 | tee "$OUT/logprob_memory.log"
 
 shape=${AZR_GPU_SHAPE:-0.5b}
 stamp "step phases, $shape"
 model=$(mktemp -d)/model
 "$python" -m azr model tiny --out "$model" --shape "$shape" 2>&1 | tee "$OUT/step_phases.log"
-timeout --signal=TERM "${AZR_GPU_BENCH_S:-200}" "$python" benches/step_phases.py --config tiny --steps 2 --scan 80 \
+timeout --signal=TERM "${AZR_GPU_BENCH_S:-140}" "$python" benches/step_phases.py --config tiny --steps 2 --scan 80 \
     --result "$OUT/step_phases_${shape}.json" \
     "model.path=$model" model.dtype=bfloat16 trainer.backend=deepspeed trainer.zero_stage=2 \
     rollout.max_response_tokens=256 trainer.lr=1e-6 \
