@@ -114,13 +114,15 @@ def health_check(timeout_s: float = 60.0, group: Any = None) -> float:
     return time.perf_counter() - start
 
 
-def close_process_group() -> None:
+def close_process_group(timeout_s: float = 60.0) -> None:
     """Tear down this process's default process group, if it has one.
 
     A process that exits with a gloo or NCCL group still alive can abort in
     its exit handlers ("terminate called without an active exception", exit
     status -6) after its work succeeded; every azr process that joined a group
-    calls this when it is done. A peer that already left is not an error here.
+    calls this when it is done. The ranks first meet at a barrier (bounded by
+    ``timeout_s``), so none tears down while another is still in a collective.
+    A peer that already left is not an error here.
     """
     try:
         import torch.distributed as dist
@@ -128,9 +130,20 @@ def close_process_group() -> None:
         return
     if not (dist.is_available() and dist.is_initialized()):
         return
+    import gc
+    import logging
+
+    log = logging.getLogger(__name__)
+    try:
+        if dist.get_world_size() > 1:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=timedelta(seconds=timeout_s))
+            else:
+                dist.barrier()
+    except Exception as exc:  # a peer died or left: tear down regardless
+        log.debug("barrier before destroy_process_group: %s", exc)
     try:
         dist.destroy_process_group()
     except Exception as exc:  # a peer gone first: the group is being dropped anyway
-        import logging
-
-        logging.getLogger(__name__).debug("destroy_process_group: %s", exc)
+        log.debug("destroy_process_group: %s", exc)
+    gc.collect()  # the group's threads stop now, not during interpreter teardown

@@ -131,6 +131,7 @@ class DeepSpeedTrainer:
         except ImportError as exc:
             raise ConfigError("trainer.backend=deepspeed needs DeepSpeed: pip install 'azr[gpu]'") from exc
         init_distributed(comm_timeout_s)
+        self.comm_timeout_s = comm_timeout_s
         import torch.distributed as dist
 
         self.world_size = dist.get_world_size()
@@ -365,4 +366,4 @@ class DeepSpeedTrainer:
         """Leave the process group (an exit with it alive can abort the process)."""
         from azr.distributed.guards import close_process_group
 
-        close_process_group()
+        close_process_group(self.comm_timeout_s)
