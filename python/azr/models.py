@@ -57,33 +57,26 @@ def _corpus() -> list[str]:
     return texts
 
 
+_SHAPE_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+)
 SHAPES: dict[str, dict[str, Any]] = {
-    # The embedded default: seconds to build, trains on a CPU.
-    "tiny": dict(
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-    ),
-    # Qwen2.5-0.5B's and -1.5B's transformer shapes (the vocabulary stays the local
-    # tokenizer's): random-init stand-ins that cost what those models cost to
-    # generate and update, for GPU tests and benchmarks without a download.
-    "0.5b": dict(
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-    ),
-    "1.5b": dict(
-        hidden_size=1536,
-        intermediate_size=8960,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-    ),
+    name: dict(zip(_SHAPE_KEYS, dims, strict=True))
+    for name, dims in {
+        # The embedded default: seconds to build, trains on a CPU.
+        "tiny": (128, 256, 2, 2, 1),
+        # Qwen2.5-0.5B's and -1.5B's transformer shapes (the vocabulary stays the local
+        # tokenizer's): random-init stand-ins that cost what those models cost to
+        # generate and update, for GPU tests and benchmarks without a download.
+        "0.5b": (896, 4864, 24, 14, 2),
+        "1.5b": (1536, 8960, 28, 12, 2),
+    }.items()
 }
+"""The transformer sizes ``build_tiny`` makes, as Qwen2Config arguments."""
 
 
 def build_tiny(

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from azr.models import SHAPES
+
 
 @click.group()
 def model() -> None:
@@ -18,7 +20,7 @@ def model() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--shape",
-    type=click.Choice(["tiny", "0.5b", "1.5b"]),
+    type=click.Choice(list(SHAPES)),
     default="tiny",
     show_default=True,
     help="The transformer's size: tiny, or Qwen2.5-0.5B's / -1.5B's shape (random weights).",
