@@ -6,6 +6,7 @@ the token-mean loss over the *whole* batch.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -53,8 +54,14 @@ def _keep_argument(model: Any) -> str | None:
     ``num_logits_to_keep``), or None when it has neither."""
     inner = getattr(model, "module", model)  # a DeepSpeed engine
     base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT
+    model_class: Any = type(base)
+    return _keep_argument_of(model_class)
+
+
+@functools.cache
+def _keep_argument_of(model_class: Any) -> str | None:
     try:
-        params = inspect.signature(type(base).forward).parameters
+        params = inspect.signature(model_class.forward).parameters
     except (TypeError, ValueError):
         return None
     return next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in params), None)

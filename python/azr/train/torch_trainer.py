@@ -50,8 +50,9 @@ class TorchTrainer:
         """fp32 copies of the trainable weights the optimizer updates, when they are not fp32."""
         if any(p.dtype != torch.float32 for _, p in self._named):
             self.master = [p.detach().float().clone() for _, p in self._named]
-        params = self.master if self.master is not None else [p for _, p in self._named]
-        self.optimizer = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+        self._params = self.master if self.master is not None else [p for _, p in self._named]
+        """What the optimizer steps and the gradient norm is clipped over."""
+        self.optimizer = torch.optim.AdamW(self._params, lr=lr, betas=betas, weight_decay=weight_decay)
         self.grad_clip = grad_clip
         self.micro_batch_size = micro_batch_size
         self.micro_batch_tokens = micro_batch_tokens
@@ -77,8 +78,7 @@ class TorchTrainer:
             entropy_coef=self.entropy_coef,
             pad_token_id=self.pad_token_id,
         )
-        params = self.master if self.master is not None else [p for _, p in self._named]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.grad_clip)
         self.optimizer.step()
         if self.master is not None:
             with torch.no_grad():
