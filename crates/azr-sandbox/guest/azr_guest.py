@@ -16,10 +16,11 @@ every request and calls `execute` once with a JSON request. Operations:
             the repr anyway (validation's determinism comparison).
 ``script``  exec ``code`` as ``__main__``; no output value.
 ``vet``     the proposal checks that run no code, done once per proposal in
-            the reused judge instance: ``input`` must be literal arguments of
-            ``f(...)``, ``program`` must parse and use no ``banned`` module.
-            Returns the compiled program and the argument values, both
-            marshalled (base64), for the fresh instances that run it.
+            the reused judge instance: each of ``inputs`` must be literal
+            arguments of ``f(...)``, ``program`` must parse and use no
+            ``banned`` module. Returns the compiled program and, per input,
+            the argument values, all marshalled (base64), for the fresh
+            instances that run it (an induction answer is vetted once).
 ``judge``   compare pairs of literal texts by value with strict types.
 
 ``vet`` and ``judge`` run no model-written code (parsing and compiling execute
@@ -39,8 +40,10 @@ the import policy is enforced by ``banned``, not by what is available.
 import ast
 import binascii
 import builtins
+import gc
 import json
 import marshal
+import re
 import sys
 
 import wit_world
@@ -249,8 +252,38 @@ def parse_call(text: str, literal: bool):
     return args, kwargs
 
 
+_WORDS: dict[str, re.Pattern] = {}
+
+
+def _has_word(text: str, word: str) -> bool:
+    pattern = _WORDS.get(word)
+    if pattern is None:
+        pattern = _WORDS[word] = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])")
+    return pattern.search(text) is not None
+
+
+def may_refer(source: str, banned) -> bool:
+    """False only when ``banned_reference`` cannot find anything in ``source``,
+    decided from the text without building an AST (most programs import nothing).
+
+    In an ASCII text every rule of ``banned_reference`` needs the word ``import``
+    (import statements, ``__import__``, ``import_module``) or, for a dotted
+    banned name, each of its parts written as a whole identifier. A non-ASCII
+    text always gets the full check: identifiers are NFKC-normalized, so
+    ``ｏｓ`` in the source is the name ``os``.
+    """
+    if not source.isascii() or "import" in source:
+        return True
+    return any("." in b and all(_has_word(source, part) for part in b.split(".")) for b in banned)
+
+
+for _part in ("os", "sys", "path", "exit", "environ"):  # the default dotted names, compiled in the snapshot
+    _has_word("", _part)
+del _part
+
+
 def _compile_program(source: str, banned, filename: str):
-    if not banned:
+    if not banned or not may_refer(source, banned):
         # Straight from the text, without building Python AST objects. A text
         # that parses but does not compile (`return` outside a function) fails
         # when run, as it does below, so only a parse failure is `syntax`.
@@ -281,9 +314,9 @@ def _unpack(text: str):
 
 
 def op_vet(req) -> dict:
-    args = parse_call(req["input"], True)
-    code = _compile_program(req["program"], req.get("banned") or (), "<program>")
-    return {"ok": True, "code": _pack(code), "args": _pack((tuple(args[0]), args[1]))}
+    parsed = [parse_call(text, True) for text in req["inputs"]]
+    code = _pack(_compile_program(req["program"], req.get("banned") or (), "<program>"))
+    return {"ok": True, "code": code, "args": [_pack((tuple(a), kw)) for a, kw in parsed]}
 
 
 def op_call(req) -> dict:
@@ -332,12 +365,19 @@ def op_script(req) -> dict:
 
 
 def _judge_pair(left: str, right: str) -> str:
+    left, right = left.strip(), right.strip()
     try:
-        a = _literal_eval(left.strip())
+        a = _literal_eval(left)
     except BaseException:
         return "left_invalid"
+    if left == right:  # one text, one value (validation's two runs mostly agree)
+        try:
+            typed_key(a)
+        except (TypeError, RecursionError, MemoryError):
+            return "unequal"
+        return "equal"
     try:
-        b = _literal_eval(right.strip())
+        b = _literal_eval(right)
     except BaseException:
         return "right_invalid"
     try:
@@ -390,3 +430,9 @@ class WitWorld(wit_world.WitWorld):
         if request == "__azr_probe__":
             return _dumps({"unavailable": UNAVAILABLE, "version": sys.version, "hash_probe": hash("azr")})
         return handle(request)
+
+
+# Everything above lives as long as the interpreter: keep the collector off it,
+# so a program's collections neither walk nor dirty the snapshot's heap.
+gc.collect()
+gc.freeze()

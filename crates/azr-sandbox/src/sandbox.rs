@@ -70,8 +70,9 @@ struct GuestResponse {
     verdicts: Option<Vec<Judgement>>,
     #[serde(default)]
     code: Option<String>,
+    /// `vet`'s packed arguments, one set per input.
     #[serde(default)]
-    args: Option<String>,
+    args: Option<Vec<String>>,
 }
 
 /// A proposal's program compiled and its literal arguments evaluated by the
@@ -273,7 +274,7 @@ impl Sandbox {
     fn call(&self, snapshot: usize, program: &str, input: &str, proposal: bool) -> Outcome {
         if proposal {
             let start = Instant::now();
-            return match self.vet(program, input) {
+            return match self.vet_one(program, input) {
                 Ok(vetted) => self.call_vetted(snapshot, &vetted, true),
                 Err(e) => Outcome::failed(e, start.elapsed()),
             };
@@ -288,13 +289,15 @@ impl Sandbox {
     }
 
     /// The proposal checks that run no code (literal arguments, syntax, banned
-    /// modules), once, in the reused judge; it hands back the compiled program
-    /// and the argument values, so the fresh instances neither parse nor compile.
-    fn vet(&self, program: &str, input: &str) -> Result<Vetted, ExecError> {
+    /// modules), once, in the reused judge: the program is parsed, checked and
+    /// compiled once for all `inputs` (an induction answer has several). It hands
+    /// back the compiled program and each input's argument values, so the fresh
+    /// instances neither parse nor compile.
+    fn vet(&self, program: &str, inputs: &[&str]) -> Result<Vec<Vetted>, ExecError> {
         let request = json!({
             "op": "vet",
             "program": program,
-            "input": input,
+            "inputs": inputs,
             "banned": self.inner.config.banned_modules,
         });
         match self.trusted(&request.to_string())? {
@@ -302,12 +305,22 @@ impl Sandbox {
                 code: Some(code),
                 args: Some(args),
                 ..
-            } => Ok(Vetted { code, args }),
-            _ => Err(ExecError::new(
-                ErrorKind::Runtime,
-                "the judge returned a malformed response",
-            )),
+            } if args.len() == inputs.len() => Ok(args
+                .into_iter()
+                .map(|args| Vetted {
+                    code: code.clone(),
+                    args,
+                })
+                .collect()),
+            _ => Err(malformed_judge()),
         }
+    }
+
+    /// `vet` of one input.
+    fn vet_one(&self, program: &str, input: &str) -> Result<Vetted, ExecError> {
+        self.vet(program, &[input])?
+            .pop()
+            .ok_or_else(malformed_judge)
     }
 
     /// Run a vetted proposal in a fresh instance, with the proposal rules on
@@ -326,7 +339,7 @@ impl Sandbox {
 
     fn validate_job(&self, program: &str, input: &str) -> Outcome {
         let start = Instant::now();
-        let vetted = match self.vet(program, input) {
+        let vetted = match self.vet_one(program, input) {
             Ok(vetted) => vetted,
             Err(e) => return Outcome::failed(e, start.elapsed()),
         };
@@ -439,9 +452,14 @@ impl Sandbox {
                 inputs,
                 outputs,
             } => {
+                let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                let vetted = match self.vet(program, &inputs) {
+                    Ok(vetted) => vetted,
+                    Err(e) => return wrong(Some(e), None),
+                };
                 let mut produced = Vec::with_capacity(inputs.len());
-                for input in inputs {
-                    let run = self.call(0, program, input, true);
+                for one in &vetted {
+                    let run = self.call_vetted(0, one, true);
                     match run.output {
                         Some(out) if run.error.is_none() => produced.push(out),
                         _ => return wrong(run.error, None),
@@ -494,10 +512,7 @@ impl Sandbox {
         let request = json!({"op": "judge", "pairs": pairs}).to_string();
         match self.trusted(&request)?.verdicts {
             Some(v) if v.len() == pairs.len() => Ok(v),
-            _ => Err(ExecError::new(
-                ErrorKind::Runtime,
-                "the judge returned a malformed response",
-            )),
+            _ => Err(malformed_judge()),
         }
     }
 
@@ -582,6 +597,13 @@ fn parse_response(text: &str) -> Result<GuestResponse, ExecError> {
             format!("the program corrupted the sandbox's response: {e}"),
         )
     })
+}
+
+fn malformed_judge() -> ExecError {
+    ExecError::new(
+        ErrorKind::Runtime,
+        "the judge returned a malformed response",
+    )
 }
 
 fn kind_of(name: &str) -> ErrorKind {

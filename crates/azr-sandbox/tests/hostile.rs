@@ -407,6 +407,29 @@ fn banned_imports_are_matched_on_dotted_names() {
             "from datetime import date\ndef f():\n    return 1",
             Some(ErrorKind::BannedImport),
         ),
+        // No `import` anywhere: a dotted banned name is still an attribute chain,
+        // also written apart, in parentheses, or with NFKC-equal letters.
+        (
+            "def f():\n    return os.path.sep",
+            Some(ErrorKind::BannedImport),
+        ),
+        (
+            "def f():\n    return (os) . path",
+            Some(ErrorKind::BannedImport),
+        ),
+        (
+            "def f():\n    \u{ff4f}\u{ff53} = 1\n    return \u{ff4f}\u{ff53}.path",
+            Some(ErrorKind::BannedImport),
+        ),
+        (
+            "def f():\n    \u{ff4f}s = 1\n    return __\u{ff49}mport__('time')",
+            Some(ErrorKind::BannedImport),
+        ),
+        ("def f():\n    return 'os.path'", None),
+        (
+            "def f():\n    pos, path = 1, 2\n    return pos + path",
+            None,
+        ),
         ("import timeit\ndef f():\n    return 1", None),
         ("import os\ndef f():\n    return os.sep", None),
         ("import string\ndef f():\n    return string.digits", None),
@@ -565,6 +588,23 @@ fn induction_checks_every_hidden_pair() {
             .check_induction("def f(x):\n    return x + 1", &inputs, &outputs)
             .correct
     );
+}
+
+#[test]
+fn induction_vets_the_program_once_and_every_input() {
+    // The program is parsed and checked once for all inputs; each input must
+    // still be literal arguments, wherever it stands in the list.
+    let inputs: Vec<String> = ["1", "g(2)", "3"].map(String::from).to_vec();
+    let outputs: Vec<String> = ["2", "4", "6"].map(String::from).to_vec();
+    let verdict = sandbox().check_induction("def f(x):\n    return 2 * x", &inputs, &outputs);
+    assert!(!verdict.correct);
+    assert_eq!(verdict.error.map(|e| e.kind), Some(ErrorKind::Syntax));
+    let inputs: Vec<String> = ["1", "2"].map(String::from).to_vec();
+    let outputs: Vec<String> = ["2", "4"].map(String::from).to_vec();
+    let banned = "import time\ndef f(x):\n    return 2 * x";
+    let verdict = sandbox().check_induction(banned, &inputs, &outputs);
+    assert!(!verdict.correct);
+    assert_eq!(verdict.error.map(|e| e.kind), Some(ErrorKind::BannedImport));
 }
 
 #[test]
