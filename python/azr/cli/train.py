@@ -35,6 +35,13 @@ def train_command(
         train(config_path, overrides, out, resume, steps)
     except AzrError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # a full disk, a read-only folder: the last checkpoint stays intact
+        raise click.ClickException(f"{_os_error(exc)}; the last complete checkpoint is intact") from exc
+
+
+def _os_error(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 @click.command("seed")
@@ -53,6 +60,8 @@ def seed_command(config_path: str | None, out: Path, overrides: tuple[str, ...])
         sizes = seed_buffers(config_path, overrides, out)
     except AzrError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(_os_error(exc)) from exc
     click.echo(f"seed buffers in {out}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
 

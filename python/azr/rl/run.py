@@ -11,8 +11,11 @@ Run folder::
     plots/           PNG curves (azr plot)
 
 A checkpoint is complete once its ``state.json`` exists; it is written into
-a temporary folder and renamed into place, so a kill at any moment leaves the
-previous checkpoint intact. Resuming restores the model, optimizer, RNG
+a temporary folder, synced to disk, and renamed into place, so a kill or a
+crash at any moment leaves the previous checkpoint intact. ``state.json``
+lists every file's size, and a checkpoint whose files do not match (a disk
+that lost writes) is passed over for the one before. One process at a time
+holds a run folder (``.lock``). Resuming restores the model, optimizer, RNG
 states and buffers of the newest complete checkpoint and continues at the
 next step; every draw of a step is seeded by (run seed, step), so the resumed
 run samples exactly what the uninterrupted one would have.
@@ -20,12 +23,14 @@ run samples exactly what the uninterrupted one would have.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
 import shutil
 import signal
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +43,98 @@ from azr.config import Config, dump_config, load_config, to_dict
 from azr.sandbox import Sandbox
 
 STATE = "state.json"
+#: Overrides a resumed run may take and still continue exactly (where it runs,
+#: how often it saves and logs, how batches are split into micro-batches).
+RESUMABLE = ("run.", "resources.", "sandbox.workers", "sandbox.processes", "trainer.micro_batch_")
+#: What a new run may find in its folder: what a start that stopped before its
+#: first checkpoint leaves behind.
+LEFT_BY_A_FAILED_START = {"config.yaml", "buffer", ".lock", ".sync", "tb", "wandb", "wandb_id"}
 
 
-def checkpoints(run: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints, oldest first."""
+def _damage(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be trusted, or None when it is complete."""
+    try:
+        state = json.loads((path / STATE).read_text())
+    except (OSError, ValueError) as exc:
+        return f"{STATE} unreadable ({exc})"
+    for name, size in state.get("files", {}).items():
+        try:
+            have = (path / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if have != size:
+            return f"{name} has {have} bytes, {size} were written"
+    return None
+
+
+def checkpoints(run: Path, warn: Any = None) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first. One whose files do not match what its
+    ``state.json`` lists is left out (``warn`` is told why)."""
     found = []
     for path in run.glob("step_*"):
-        if (path / STATE).is_file() and path.name[5:].isdigit():
+        if not (path / STATE).is_file() or not path.name[5:].isdigit():
+            continue
+        damage = _damage(path)
+        if damage is None:
             found.append((int(path.name[5:]), path))
+        elif warn is not None:
+            warn(f"{path} is damaged ({damage}); passing over it")
     return sorted(found)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(root: Path) -> dict[str, int]:
+    """fsync every file and folder under ``root``; returns the files' sizes."""
+    sizes = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            _fsync(path)
+            sizes[str(path.relative_to(root))] = path.stat().st_size
+        _fsync(Path(folder))
+    return sizes
+
+
+def _write_synced(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` and wait until it is on disk."""
+    with path.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _write_synced(tmp, text)
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+class RunLock:
+    """This process's hold on a run folder, for as long as it lives: a second
+    ``azr train`` on the same folder is an error, not a second writer."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            raise ConfigError(f"{folder} is in use by another azr process; wait for it or stop it") from None
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = -1
 
 
 class Run:
@@ -55,6 +143,17 @@ class Run:
     def __init__(
         self, config: Config, folder: Path, console: Console, resume_from: Path | None = None
     ) -> None:
+        self.config, self.folder, self.console = config, folder, console
+        self.cluster: Any = None
+        self.trainer: Any = None
+        self.sandbox: Any = None
+        try:
+            self._start(config, folder, resume_from)
+        except BaseException:
+            self.close()  # what started before the failure (sandbox processes, Ray actors)
+            raise
+
+    def _start(self, config: Config, folder: Path, resume_from: Path | None) -> None:
         import torch
 
         from azr.models import resolve
@@ -62,13 +161,11 @@ class Run:
         from azr.rl.backends import build_backends, load_policy
         from azr.rl.selfplay import SelfPlay
 
-        self.config, self.folder, self.console = config, folder, console
         placement = plan(config.resources)
         path, kwargs = resolve(config.model.path, config.model.revision)
         # A LoRA run resumes from the base model plus its saved adapter.
         lora = config.trainer.lora_rank > 0
         weights = str(resume_from / "model") if resume_from and not lora else None
-        self.cluster: Any = None
         if placement.uses_ray:
             from transformers import AutoTokenizer
 
@@ -81,7 +178,6 @@ class Run:
                 "use model.template=r1"
             )
         s = config.sandbox
-        self.sandbox: Any
         if s.processes and s.workers != 1 and not placement.uses_ray:
             from azr.sandbox.pool import ProcessSandbox
 
@@ -113,9 +209,12 @@ class Run:
             )
         if resume_from is not None:
             self.trainer.load_optimizer(resume_from)
-            rng = torch.load(resume_from / "rng.pt", weights_only=False)
+            rng = torch.load(resume_from / "rng.pt", weights_only=True)
             random.setstate(rng["python"])
             torch.set_rng_state(rng["torch"])
+            cuda = rng.get("cuda")
+            if cuda is not None and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+                torch.cuda.set_rng_state_all(cuda)
         self.selfplay = SelfPlay(
             config, self.sandbox, self.buffer, rollout, self.trainer, self.tokenizer, sync=sync
         )
@@ -140,6 +239,7 @@ class Run:
         leave the trainer's process group."""
         if self.cluster is not None:
             self.cluster.shutdown()
+            self.cluster = None
         trainer_close = getattr(self.trainer, "close", None)
         if trainer_close is not None:
             trainer_close()
@@ -172,18 +272,27 @@ class Run:
         self.tokenizer.save_pretrained(
             tmp / "model"
         )  # step_N/model is a complete HF folder (azr eval --model)
-        torch.save({"python": random.getstate(), "torch": torch.get_rng_state()}, tmp / "rng.pt")
+        rng: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, tmp / "rng.pt")
         self.buffer.flush()
         self.buffer.compact()
         shutil.copytree(self.folder / "buffer", tmp / "buffer", ignore=shutil.ignore_patterns("LOCK"))
-        (tmp / STATE).write_text(json.dumps({"step": step, "time": time.time()}))
+        (tmp / "config.yaml").write_text(dump_config(self.config))
+        # Everything on disk before state.json says so, and state.json on disk before
+        # the rename: a crash leaves the last checkpoint or this one, whole.
+        files = _sync_tree(tmp)
+        _write_synced(tmp / STATE, json.dumps({"step": step, "time": time.time(), "files": files}))
+        _fsync(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(self.folder)
+        keep = self.config.run.keep_checkpoints
+        if keep:
+            # Only complete checkpoints count, so the newest ones always survive.
+            for _, old in checkpoints(self.folder)[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
         return final
 
 
@@ -202,16 +311,60 @@ def _import_seeds(buffer: TaskBuffer, source: Path) -> int:
     return added
 
 
-def _trim_metrics(path: Path, last_step: int) -> None:
-    """Drop metric lines of steps after the checkpoint a run resumes from."""
+def _step_of(line: str) -> int | None:
+    try:
+        step = json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return None  # a line cut short by a full disk or a crash
+    return step if isinstance(step, int) else None
+
+
+def _trim_metrics(path: Path, last_step: int, warn: Any = None) -> None:
+    """Drop metric lines of steps after the checkpoint a run resumes from, and
+    lines that do not parse (a write cut short); the file is replaced whole."""
     if not path.is_file():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line)["step"] <= last_step
-    ]
-    path.write_text("".join(line + "\n" for line in kept))
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    kept = [line for line in lines if (step := _step_of(line)) is not None and step <= last_step]
+    torn = sum(_step_of(line) is None for line in lines)
+    if torn and warn is not None:
+        warn(f"{path}: dropped {torn} line(s) that do not parse (cut short by a crash or a full disk)")
+    if len(kept) != len(lines):
+        write_atomically(path, "".join(line + "\n" for line in kept))
+
+
+def _sections_missing(path: Path) -> list[str]:
+    """Sections a run folder's config.yaml lacks (it is written whole, so any
+    missing one means a damaged file that would load as defaults)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        data = None
+    names = [f.name for f in fields(Config)]
+    return names if not isinstance(data, dict) else [n for n in names if n not in data]
+
+
+def _run_config(folder: Path, ckpt: Path | None, extra: tuple[str, ...], warn: Any) -> Config:
+    """A run folder's config: its config.yaml, or the newest checkpoint's copy when
+    that file is damaged; overrides that break an exact continuation are flagged."""
+    source = folder / "config.yaml"
+    missing = _sections_missing(source)
+    if missing:
+        backup = ckpt / "config.yaml" if ckpt is not None else None
+        if backup is None or _sections_missing(backup):
+            raise ConfigError(
+                f"{source} is damaged (no {', '.join(missing)} section) and no checkpoint holds a copy; "
+                "restore it, or start a new run"
+            )
+        warn(f"{source} is damaged (no {', '.join(missing)} section); using the copy in {ckpt}")
+        source = backup
+    for text in extra:
+        key = text.partition("=")[0].strip()
+        if not key.startswith(RESUMABLE):
+            warn(f"{key} changed on resume: the run no longer continues exactly as it would have")
+    return load_config(source, extra)
 
 
 def prepare(
@@ -220,30 +373,51 @@ def prepare(
     out: Path | None,
     resume: Path | None,
     steps: int | None,
-) -> tuple[Config, Path, Path | None, int]:
-    """Resolve the config and folder of a new or resumed run: (config, folder, checkpoint, start step)."""
+    warn: Any = print,
+) -> tuple[Config, Path, Path | None, int, RunLock]:
+    """Resolve the config and folder of a new or resumed run, and lock the folder:
+    (config, folder, checkpoint, start step, lock). Nothing in the folder changes
+    here but the lock and stale temporary folders; the caller writes config.yaml
+    once the run has loaded."""
+    extra = (*overrides, *([f"run.steps={steps}"] if steps is not None else ()))
     if resume is not None:
         if config_path is not None:
             raise ConfigError("--resume takes the config from the run folder; drop --config")
-        if not (resume / "config.yaml").is_file():
+        folder = resume.resolve()
+        if not (folder / "config.yaml").is_file() and not checkpoints(folder):
             raise ConfigError(f"{resume}: not a run folder (no config.yaml)")
-        extra = (*overrides, *([f"run.steps={steps}"] if steps is not None else ()))
-        config = load_config(resume / "config.yaml", extra)
-        done = checkpoints(resume)
-        if not done:
-            raise ConfigError(f"{resume}: no complete checkpoint to resume from")
-        start, ckpt = done[-1]
-        (resume / "config.yaml").write_text(dump_config(config))
-        return config, resume, ckpt, start
-    extra = (*overrides, *([f"run.steps={steps}"] if steps is not None else ()))
+        lock = RunLock(folder)
+        try:
+            for stale in folder.glob(".step_*.tmp"):
+                shutil.rmtree(stale, ignore_errors=True)
+            done = checkpoints(folder, warn)
+            start, ckpt = done[-1] if done else (0, None)
+            config = _run_config(folder, ckpt, extra, warn)
+            config.run.out = str(resume)
+            if ckpt is None:
+                # Stopped before its first checkpoint: nothing to continue, so start it over.
+                warn(f"{resume} has no complete checkpoint; starting the run from the beginning")
+                shutil.rmtree(folder / "buffer", ignore_errors=True)
+            return config, folder, ckpt, start, lock
+        except BaseException:
+            lock.release()
+            raise
     config = load_config(_preset(config_path), extra)
-    folder = out or Path(config.run.out)
-    if (folder / "config.yaml").exists():
-        raise ConfigError(f"{folder} already holds a run; resume it with --resume {folder} or choose --out")
-    folder.mkdir(parents=True, exist_ok=True)
-    config.run.out = str(folder)
-    (folder / "config.yaml").write_text(dump_config(config))
-    return config, folder, None, 0
+    given = out or Path(config.run.out)
+    folder = given.resolve()
+    if (folder / "config.yaml").exists() and (checkpoints(folder) or (folder / "metrics.jsonl").exists()):
+        raise ConfigError(f"{given} already holds a run; resume it with --resume {given} or choose --out")
+    if folder.exists():
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in LEFT_BY_A_FAILED_START)
+        if foreign:
+            raise ConfigError(
+                f"{given} is not empty ({', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}); "
+                "a new run needs an empty or new folder"
+            )
+    lock = RunLock(folder)
+    shutil.rmtree(folder / "buffer", ignore_errors=True)  # a failed start's, if any
+    config.run.out = str(given)
+    return config, folder, None, 0, lock
 
 
 def _preset(name: str | None) -> Path:
@@ -269,6 +443,10 @@ class _Stop:
         self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            # A second signal: stop now. The last checkpoint is intact.
+            self.restore()
+            raise KeyboardInterrupt
         self.requested = True
 
     def restore(self) -> None:
@@ -286,40 +464,66 @@ def train(
 ) -> Path:
     """Run (or resume) training until ``run.steps``; returns the run folder."""
     console = console or Console()
-    config, folder, ckpt, start = prepare(config_path, overrides, out, resume, steps)
+
+    def warn(text: str) -> None:
+        console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
+
+    config, folder, ckpt, start, lock = prepare(config_path, overrides, out, resume, steps, warn)
+    shown = Path(config.run.out)
     import torch
 
-    if ckpt is None:
-        random.seed(config.run.seed)
-        torch.manual_seed(config.run.seed)
-    run = Run(config, folder, console, ckpt)
-    metrics_path = folder / "metrics.jsonl"
-    _trim_metrics(metrics_path, start)
-    writer = _tensorboard(config, folder)
-    wandb = _wandb(config, folder)
-    if ckpt is None:
-        sp = config.selfplay
-        t = time.perf_counter()
-        if sp.seed_buffer:
-            added = _import_seeds(run.buffer, Path(sp.seed_buffer))
-            console.print(f"imported {added} seed tasks from {sp.seed_buffer}")
-        else:
-            seeded = run.selfplay.seed(sp.seed_factor * sp.batch_size, sp.seed_max_rounds, config.run.seed)
-            console.print(
-                f"seeded the buffers in {time.perf_counter() - t:.1f} s: "
-                + ", ".join(f"{k.split('/')[1]} {int(v)}" for k, v in seeded.items() if k.endswith("size"))
-            )
-        run.checkpoint(0)
-    if start >= config.run.steps:
-        console.print(f"{folder} is already at step {start}; raise --steps to train further")
-        return folder
-    console.print(
-        f"[bold]azr train[/] {folder}: steps {start + 1}..{config.run.steps}, model {config.model.path}"
-    )
+    # A first SIGINT/SIGTERM asks for a checkpoint and a stop after the current step
+    # (or after the first checkpoint, during start-up); a second one stops at once.
     stop = _Stop()
+    run: Run | None = None
+    writer = wandb = None
     last: dict[str, float] = {}
     step = start
     try:
+        if ckpt is None:
+            random.seed(config.run.seed)
+            torch.manual_seed(config.run.seed)
+        try:
+            run = Run(config, folder, console, ckpt)
+        except (ConfigError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if ckpt is None:
+                raise
+            older = [str(p) for _, p in checkpoints(folder)[:-1]]
+            raise ConfigError(
+                f"{ckpt} could not be loaded ({type(exc).__name__}: {exc}); "
+                + (f"move it away to resume from {older[-1]}" if older else "no older checkpoint exists")
+            ) from exc
+        # The run loaded with this config: now it is the folder's.
+        write_atomically(folder / "config.yaml", dump_config(config))
+        metrics_path = folder / "metrics.jsonl"
+        _trim_metrics(metrics_path, start, warn)
+        writer = _tensorboard(config, folder, start)
+        wandb = _wandb(config, folder)
+        if ckpt is None:
+            sp = config.selfplay
+            t = time.perf_counter()
+            if sp.seed_buffer:
+                added = _import_seeds(run.buffer, Path(sp.seed_buffer))
+                console.print(f"imported {added} seed tasks from {sp.seed_buffer}")
+            else:
+                target = sp.seed_factor * sp.batch_size
+                seeded = run.selfplay.seed(target, sp.seed_max_rounds, config.run.seed)
+                sizes = ", ".join(
+                    f"{k.split('/')[1]} {int(v)}" for k, v in seeded.items() if k.endswith("size")
+                )
+                console.print(f"seeded the buffers in {time.perf_counter() - t:.1f} s: {sizes}")
+            run.checkpoint(0)
+        if start >= config.run.steps:
+            console.print(f"{shown} is already at step {start}; raise --steps to train further")
+            return shown
+        if stop.requested:
+            console.print(f"stopped by a signal after step {start}; resume with: azr train --resume {shown}")
+            return shown
+        console.print(
+            f"[bold]azr train[/] {shown}: steps {start + 1}..{config.run.steps}, model {config.model.path}"
+        )
         from azr.rl.selfplay import step_seed
 
         for step in range(start + 1, config.run.steps + 1):
@@ -343,37 +547,42 @@ def train(
                 run.checkpoint(step)
             if stop.requested:
                 console.print(
-                    f"stopped by a signal after step {step}; resume with: azr train --resume {folder}"
+                    f"stopped by a signal after step {step}; resume with: azr train --resume {shown}"
                 )
                 break
     finally:
         stop.restore()
-        run.close()
+        if run is not None:
+            run.close()
         if writer is not None:
             writer.close()
         if wandb is not None:
             wandb.finish()
-    _summary(console, folder, step, last)
+        lock.release()
+    _summary(console, shown, step, last)
     try:
         from azr.rl.plots import plot_run
 
         plot_run(folder)
     except ImportError:
         pass
-    return folder
+    return shown
 
 
 def seed_buffers(config_path: str | None, overrides: tuple[str, ...], out: Path) -> dict[str, int]:
     """``azr seed``: fill a durable buffer folder from the zero triplet, no updates."""
     config = load_config(_preset(config_path), overrides)
-    if (out / "config.yaml").exists() or any(out.glob("*.log")):
-        raise ConfigError(f"{out} already holds buffers or a run; choose a new folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(
+            f"{out} is not empty; azr seed writes a new buffer folder (choose a new or empty one)"
+        )
     import torch
 
     random.seed(config.run.seed)
     torch.manual_seed(config.run.seed)
-    run = Run(config, out.parent / f".{out.name}.seeding", Console(), None)
+    staging = out.parent / f".{out.name}.seeding"
+    shutil.rmtree(staging, ignore_errors=True)  # an earlier azr seed's that was stopped
+    run = Run(config, staging, Console(), None)
     try:
         sp = config.selfplay
         run.selfplay.seed(sp.seed_factor * sp.batch_size, sp.seed_max_rounds, config.run.seed)
@@ -382,20 +591,23 @@ def seed_buffers(config_path: str | None, overrides: tuple[str, ...], out: Path)
     finally:
         run.close()
     del run
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.move(str(out.parent / f".{out.name}.seeding" / "buffer"), str(out))
-    shutil.rmtree(out.parent / f".{out.name}.seeding", ignore_errors=True)
+    if out.exists():
+        out.rmdir()  # empty, checked above
+    os.replace(staging / "buffer", out)
+    shutil.rmtree(staging, ignore_errors=True)
     return sizes
 
 
-def _tensorboard(config: Config, folder: Path) -> Any:
+def _tensorboard(config: Config, folder: Path, start: int) -> Any:
     if not config.run.tensorboard:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
         raise ConfigError("run.tensorboard needs the tensorboard package (pip install 'azr[train]')") from exc
-    return SummaryWriter(str(folder / "tb"))
+    # On resume, events of steps after the checkpoint (logged before a kill) are
+    # dropped, so the steps done again appear once.
+    return SummaryWriter(str(folder / "tb"), purge_step=start + 1 if start else None)
 
 
 def _wandb(config: Config, folder: Path) -> Any:
@@ -414,8 +626,8 @@ def _wandb(config: Config, folder: Path) -> Any:
     import secrets
 
     id_file = folder / "wandb_id"
-    if not id_file.is_file():
-        id_file.write_text(secrets.token_hex(4) + "\n")
+    if not id_file.is_file() or not id_file.read_text().strip():
+        write_atomically(id_file, secrets.token_hex(4) + "\n")
     return wandb.init(
         project=config.run.wandb_project,
         name=folder.resolve().name,
