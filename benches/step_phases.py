@@ -304,7 +304,7 @@ def main() -> None:
     args = ap.parse_args()
     console = Console(width=150)
     folder = args.out or Path(tempfile.mkdtemp(prefix="azr-step-phases-")) / "run"
-    config, folder, _, _ = prepare(args.config, tuple(args.overrides), folder, None, args.steps)
+    config, folder, _, _, _lock = prepare(args.config, tuple(args.overrides), folder, None, args.steps)
     sp = config.selfplay
     console.print(f"[bold]step phases[/] {args.config}: {SUBSTITUTION}")
     t = time.perf_counter()

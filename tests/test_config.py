@@ -46,8 +46,23 @@ def test_file_then_overrides(tmp_path: Path) -> None:
             "use trainer.zero_stage=2",
         ),
         (["trainer.micro_batch_tokens=-1"], "0 or more"),
+        (
+            [
+                "rollout.backend=hf",
+                "trainer.backend=deepspeed",
+                "trainer.zero_stage=3",
+                "resources.processes=2",
+            ],
+            "cannot generate with ZeRO-3",
+        ),
+        (
+            ["rollout.backend=vllm", "resources.gpus_per_node=8", "resources.tensor_parallel=2"],
+            "resources.colocate=false for engines that span GPUs",
+        ),
         (["rollout.gpu_memory_utilization=1.5"], "gpu_memory_utilization"),
         (["resources.comm_timeout_s=0"], "comm_timeout_s"),
+        (["run.save_every=0"], "run.save_every must be at least 1"),
+        (["run.keep_checkpoints=-1"], "keep_checkpoints 0 or more"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides: list[str], message: str) -> None:
@@ -80,3 +95,25 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
 def test_every_preset_loads(preset: Path) -> None:
     c = load_config(preset)
     assert c.model.path
+
+
+def test_the_spec_name_of_the_unlearnable_reward_is_accepted(tmp_path: Path) -> None:
+    assert load_config(None, ["proposer.unlearnable_reward=0"]).selfplay.unlearnable_reward == 0.0
+    path = tmp_path / "c.yaml"
+    path.write_text("proposer:\n  unlearnable_reward: 0.0\n")
+    assert load_config(path).selfplay.unlearnable_reward == 0.0
+    assert load_config().selfplay.unlearnable_reward == -0.5
+
+
+def test_kl_settings_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ConfigError, match="kl_coef must be 0"):
+        load_config(None, ["selfplay.kl_coef=-1"])
+    zero3 = [
+        "rollout.backend=vllm",
+        "trainer.backend=deepspeed",
+        "trainer.zero_stage=3",
+        "selfplay.kl_coef=0.1",
+    ]
+    with pytest.raises(ConfigError, match=r"trainer\.zero_stage=2, or LoRA"):
+        load_config(None, zero3)
+    assert load_config(None, [*zero3[:2], "selfplay.kl_coef=0.1"]).selfplay.kl_coef == 0.1

@@ -146,6 +146,8 @@ class RunConfig:
     steps: int = 500
     """Train until this step in total (a budget, not a paper setting)."""
     save_every: int = 10
+    keep_checkpoints: int = 0
+    """Keep the newest N checkpoints, deleting older ones once a newer one is on disk; 0 keeps all."""
     eval_every: int = 0
     """In-distribution evaluation (CruxEval-O and -I, greedy) every N steps; 0 turns it off."""
     eval_limit: int = 64
@@ -314,12 +316,28 @@ def _numbers(node: Any) -> Any:
     return node
 
 
+#: Other names of keys: the names SPEC.md and the paper's code use.
+ALIASES = {"proposer.unlearnable_reward": "selfplay.unlearnable_reward"}
+
+
+def _apply_aliases(data: dict[str, Any]) -> dict[str, Any]:
+    for alias, key in ALIASES.items():
+        section, name = alias.split(".")
+        block = data.get(section)
+        if isinstance(block, dict) and name in block:
+            value = block.pop(name)
+            if not block:
+                del data[section]
+            _set_dotted(data, key, value)
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults, then the YAML file (if any), then the dotted overrides."""
-    data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    data: dict[str, Any] = _apply_aliases(_read_yaml(Path(path))) if path is not None else {}
     for text in overrides:
         key, value = parse_override(text)
-        _set_dotted(data, key, value)
+        _set_dotted(data, ALIASES.get(key, key), value)
     config: Config = _build(Config, data, "")
     validate(config)
     return config
@@ -360,10 +378,33 @@ def validate(config: Config) -> None:
             "trainer.lora_rank with trainer.zero_stage=3 is not supported (adapters are saved and synced "
             "unpartitioned); LoRA's optimizer state is small: use trainer.zero_stage=2"
         )
+    res = config.resources
+    if (
+        config.rollout.backend == "vllm"
+        and res.colocate
+        and res.gpus_per_node > 0
+        and res.tensor_parallel > 1
+    ):
+        raise ConfigError(
+            f"resources.tensor_parallel={res.tensor_parallel} with resources.colocate=true: a colocated "
+            "vLLM engine shares its one GPU with a trainer rank; use resources.tensor_parallel=1, or "
+            "resources.colocate=false for engines that span GPUs"
+        )
+    if config.rollout.backend == "hf" and t.backend == "deepspeed" and t.zero_stage == 3:
+        raise ConfigError(
+            "rollout.backend=hf cannot generate with ZeRO-3's partitioned parameters; "
+            "use rollout.backend=vllm or trainer.zero_stage=2"
+        )
+    if s.kl_coef < 0:
+        raise ConfigError(f"selfplay.kl_coef must be 0 (no KL penalty) or more, got {s.kl_coef}")
+    if s.kl_coef > 0 and t.backend == "deepspeed" and t.zero_stage == 3 and t.lora_rank == 0:
+        raise ConfigError(
+            "selfplay.kl_coef > 0 keeps a frozen copy of the initial model on every rank, which ZeRO-3 "
+            "would have to partition; use trainer.zero_stage=2, or LoRA (its reference is the base model)"
+        )
     if t.micro_batch_tokens < 0 or t.lora_rank < 0:
         raise ConfigError("trainer.micro_batch_tokens and trainer.lora_rank must be 0 or more")
     if config.rollout.weight_sync == "nccl":
-        res = config.resources
         if res.colocate or res.gpus_per_node == 0 or config.rollout.backend != "vllm" or t.lora_rank > 0:
             raise ConfigError(
                 "rollout.weight_sync=nccl sends full weights to vLLM engines on GPUs of their own: it needs "
@@ -372,6 +413,12 @@ def validate(config: Config) -> None:
             )
     if not 0 < config.rollout.gpu_memory_utilization <= 1:
         raise ConfigError("rollout.gpu_memory_utilization must be in (0, 1]")
+    r = config.run
+    if r.save_every < 1 or r.eval_every < 0 or r.keep_checkpoints < 0:
+        raise ConfigError(
+            "run.save_every must be at least 1, run.eval_every and run.keep_checkpoints 0 or more "
+            f"(got {r.save_every}, {r.eval_every}, {r.keep_checkpoints})"
+        )
     if config.resources.comm_timeout_s <= 0:
         raise ConfigError("resources.comm_timeout_s must be positive")
     if config.trainer.lr <= 0 or config.sandbox.timeout_s <= 0:

@@ -253,8 +253,10 @@ def load_pretrained(
     dtype: str,
     label: str,
     weights: str | None = None,
+    device: str | None = None,
 ) -> tuple[Any, Any]:
-    """(tokenizer, model in eval mode, on the GPU when there is one) from a resolved source.
+    """(tokenizer, model in eval mode) from a resolved source, on ``device``
+    (None: the GPU when there is one, else the CPU).
 
     ``weights`` loads the model from another folder (a checkpoint) with the
     tokenizer of ``source``; ``label`` names the setting in the error message.
@@ -271,6 +273,8 @@ def load_pretrained(
         )
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{label}: cannot load the model: {exc}") from exc
-    model = model.to("cuda") if torch.cuda.is_available() else model
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device)
     model.eval()
     return tokenizer, model

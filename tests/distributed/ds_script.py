@@ -1,9 +1,9 @@
 """Runs one DeepSpeed trainer process for tests/distributed/test_deepspeed.py.
 
-    python ds_script.py MODE MODEL OUT STAGE [lora]   (RANK / WORLD_SIZE / MASTER_PORT from the environment)
+    python ds_script.py MODE MODEL OUT STAGE [lora] [kl]   (RANK / WORLD_SIZE / MASTER_PORT from the environment)
 
 MODE ``shard``: one step over this rank's share of BATCH_A, then a checkpoint to OUT.
-MODE ``resume``: one process loads OUT, steps over BATCH_B, writes OUT/params.pt.
+MODE ``resume``: the processes load OUT, step over their shares of BATCH_B, rank 0 writes OUT/params.pt.
 MODE ``straight``: one process steps over BATCH_A then BATCH_B, writes OUT/params.pt.
 MODE ``torch``: the same two steps with the plain torch trainer, writes OUT/params.pt.
 """
@@ -31,6 +31,17 @@ OPTIONS = {"lr": 1e-2, "micro_batch_size": 2, "weight_decay": 0.1, "grad_clip": 
 
 
 LORA = "lora" in sys.argv[5:]
+KL = "kl" in sys.argv[5:]
+
+
+def kl_penalty(folder: str):  # type: ignore[no-untyped-def]
+    """With ``kl``: a penalty of 0.5 × KL to the model as loaded from ``folder``."""
+    if not KL:
+        return None
+    from azr.train.batching import KLPenalty
+
+    reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).requires_grad_(False)
+    return KLPenalty(0.5, reference)
 
 
 def model(folder: str) -> torch.nn.Module:
@@ -46,7 +57,9 @@ def model(folder: str) -> torch.nn.Module:
 def deepspeed_trainer(folder: str, stage: int):  # type: ignore[no-untyped-def]
     from azr.train.deepspeed_trainer import DeepSpeedTrainer
 
-    return DeepSpeedTrainer(model(folder), stage=stage, dtype="float32", comm_timeout_s=120, **OPTIONS)
+    return DeepSpeedTrainer(
+        model(folder), stage=stage, dtype="float32", comm_timeout_s=120, kl=kl_penalty(folder), **OPTIONS
+    )
 
 
 def params(trainer) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
@@ -68,7 +81,10 @@ def main() -> None:
     if mode == "resume":
         trainer = deepspeed_trainer(str(out / "model"), stage)
         trainer.load_optimizer(out)
-        trainer.step(BATCH_B)
+        # Each rank its share of the batch, as the Ray driver shards it.
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        total = sum(len(s.response_ids) for s in BATCH_B)
+        trainer.step_shard(shard_by_tokens(BATCH_B, world)[rank], total)
     elif mode == "straight":
         trainer = deepspeed_trainer(folder, stage)
         trainer.step(BATCH_A)
@@ -76,7 +92,7 @@ def main() -> None:
     else:
         from azr.train.torch_trainer import TorchTrainer
 
-        trainer = TorchTrainer(model(folder), **OPTIONS)
+        trainer = TorchTrainer(model(folder), kl=kl_penalty(folder), **OPTIONS)
         trainer.step(BATCH_A)
         trainer.step(BATCH_B)
     weights = params(trainer)

@@ -22,7 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _launch(
-    mode: str, model: Path, out: Path, stage: int, world: int = 1, gpu: bool = False, lora: bool = False
+    mode: str,
+    model: Path,
+    out: Path,
+    stage: int,
+    world: int = 1,
+    gpu: bool = False,
+    lora: bool = False,
+    kl: bool = False,
 ) -> None:
     port = str(free_port())
     procs = []
@@ -45,13 +52,14 @@ def _launch(
             str(out),
             str(stage),
             *(["lora"] if lora else []),
+            *(["kl"] if kl else []),
         ]
         procs.append(
             subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         )
     for p in procs:
         output, _ = p.communicate(timeout=600)
-        assert p.returncode == 0, output[-4000:]
+        assert p.returncode == 0, output[-12000:]
 
 
 def _params(out: Path) -> dict[str, torch.Tensor]:
@@ -61,12 +69,22 @@ def _params(out: Path) -> dict[str, torch.Tensor]:
 def _assert_close(
     a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], start: dict[str, torch.Tensor]
 ) -> None:
-    """Equal up to float rounding: within 1% of the largest change the updates made."""
+    """Equal up to float rounding, measured against the change the updates made:
+    the difference within 1% of the change in norm over all weights, and no weight
+    off by more than 10% of the largest single change.
+
+    Adam turns rounding noise into whole steps where a gradient is nearly zero
+    (its update is g / (|g| + eps)), so a few isolated weights may differ by a
+    few percent of a step when the batch is summed in another order (micro-batches
+    or ranks); a wrong restore or a lost moment moves every weight instead."""
     assert a.keys() == b.keys()
-    moved = max(float((a[k] - start[k]).abs().max()) for k in a)
+    moved = sum(float(((a[k] - start[k]) ** 2).sum()) for k in a) ** 0.5
+    apart = sum(float(((a[k] - b[k]) ** 2).sum()) for k in a) ** 0.5
+    largest = max(float((a[k] - start[k]).abs().max()) for k in a)
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
-    assert moved > 1e-3, "the updates changed nothing"
-    assert worst < 0.01 * moved, (worst, moved)
+    assert largest > 1e-3, "the updates changed nothing"
+    assert apart < 0.01 * moved, (apart, moved)
+    assert worst < 0.1 * largest, (worst, largest)
 
 
 def _start(model: Path) -> dict[str, torch.Tensor]:
@@ -92,6 +110,29 @@ def test_a_two_rank_checkpoint_resumes_on_one(stage: int, tiny_model_dir: Path, 
     _assert_close(_params(ckpt), _params(tmp_path / "straight"), _start(tiny_model_dir))
 
 
+def test_a_one_rank_zero3_checkpoint_resumes_on_three(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # Three ranks divide none of the tiny model's parameters: ZeRO-3 pads the last
+    # rank's partition of each, which restoring the full tensors must allow for
+    # (DeepSpeed's own setter slices past the end there). ZeRO-2 pads its flat
+    # groups instead and restores through its fragment maps.
+    ckpt = tmp_path / "ckpt"
+    _launch("shard", tiny_model_dir, ckpt, 3, world=1)
+    _launch("resume", tiny_model_dir, ckpt, 3, world=3)
+    _launch("straight", tiny_model_dir, tmp_path / "straight", 3)
+    _assert_close(_params(ckpt), _params(tmp_path / "straight"), _start(tiny_model_dir))
+
+
+def test_zero2_with_a_kl_penalty_matches_the_torch_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
+    _launch("torch", tiny_model_dir, tmp_path / "torch", 2, kl=True)
+    _launch("straight", tiny_model_dir, tmp_path / "ds", 2, kl=True)
+    _launch("torch", tiny_model_dir, tmp_path / "plain", 2)
+    with_kl = _params(tmp_path / "torch")
+    _assert_close(with_kl, _params(tmp_path / "ds"), _start(tiny_model_dir))
+    # The penalty changed the update (the second step starts away from the reference).
+    plain = _params(tmp_path / "plain")
+    assert max(float((with_kl[k] - plain[k]).abs().max()) for k in plain) > 1e-4
+
+
 def test_lora_under_zero_matches_the_torch_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("peft", reason="LoRA needs peft: pip install 'azr[train]'")
     _launch("torch", tiny_model_dir, tmp_path / "torch", 2, lora=True)
@@ -109,3 +150,40 @@ def test_lora_under_zero_matches_the_torch_trainer(tiny_model_dir: Path, tmp_pat
     moved = max(float((lora[k] - init[k]).abs().max()) for k in lora if "lora_B" in k)
     worst = max(float((lora[k] - zero_lora[k]).abs().max()) for k in lora)
     assert moved > 1e-3 and worst < 0.01 * moved, (worst, moved)
+
+
+CPU_WHERE_CUDA_IS_VISIBLE = """
+import sys
+import torch
+# While the model loads and DeepSpeed is imported and starts, a GPU is visible
+# (what both look at); DeepSpeed is not imported before.
+real = torch.cuda.is_available, torch.cuda.device_count
+torch.cuda.is_available, torch.cuda.device_count = (lambda: True), (lambda: 1)
+from azr.models import load_pretrained
+from azr.train import Sample
+from azr.train.deepspeed_trainer import DeepSpeedTrainer
+assert "deepspeed" not in sys.modules
+_, model = load_pretrained(sys.argv[1], {}, "float32", "model.path", device="cpu")
+trainer = DeepSpeedTrainer(model, stage=2, dtype="float32", cpu=True, comm_timeout_s=60)
+torch.cuda.is_available, torch.cuda.device_count = real  # torch's optimizer asks it too
+from deepspeed.accelerator import get_accelerator
+trainer.step([Sample([5, 6, 7], [8, 9], 1.0)])
+print("accelerator", get_accelerator().device_name(), next(trainer.model.parameters()).device.type)
+trainer.close()
+"""
+
+
+def test_cpu_ranks_stay_on_the_cpu_where_cuda_is_visible(tiny_model_dir: Path) -> None:
+    """``resources.gpus_per_node: 0`` on a GPU machine: the model stays on the CPU and
+    DeepSpeed uses its CPU accelerator (gloo) instead of moving it to GPU 0."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DS_ACCELERATOR", None)
+    p = subprocess.run(
+        [sys.executable, "-c", CPU_WHERE_CUDA_IS_VISIBLE, str(tiny_model_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "accelerator cpu cpu" in p.stdout, p.stdout[-2000:]

@@ -20,8 +20,9 @@ RANK = """
 import sys, time
 from azr.distributed.guards import CommError, close_process_group, health_check, init_process_group
 rank, world, port, behaviour = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+backend = sys.argv[5] if len(sys.argv) > 5 else "gloo"
 try:
-    init_process_group("gloo", rank, world, "127.0.0.1", port, timeout_s=30 if behaviour != "alone" else 3)
+    init_process_group(backend, rank, world, "127.0.0.1", port, timeout_s=30 if behaviour != "alone" else 3)
     if behaviour == "silent":
         time.sleep(20)
         sys.exit(0)
@@ -33,11 +34,11 @@ except CommError as exc:
 """
 
 
-def _ranks(world: int, behaviours: list[str]) -> list[subprocess.Popen[str]]:
+def _ranks(world: int, behaviours: list[str], backend: str = "gloo") -> list[subprocess.Popen[str]]:
     port = str(free_port())
     return [
         subprocess.Popen(
-            [sys.executable, "-c", RANK, str(rank), str(world), port, b],
+            [sys.executable, "-c", RANK, str(rank), str(world), port, b, backend],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -51,6 +52,19 @@ def test_healthy_ranks_pass_the_check() -> None:
     for p in _ranks(2, ["ok", "ok"]):
         out, _ = p.communicate(timeout=120)
         assert p.returncode == 0 and "took" in out, out
+
+
+@pytest.mark.gpu
+def test_the_check_over_nccl_waits_for_the_result_on_the_gpu() -> None:
+    """On NCCL the all-reduce's ``wait()`` returns once it is queued; the check reads
+    the sum under its deadline (one rank: the device machine has one GPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    (p,) = _ranks(1, ["ok"], backend="nccl")
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 0 and "took" in out, out
 
 
 def test_a_rank_that_never_joins_is_an_error() -> None:

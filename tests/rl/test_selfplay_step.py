@@ -5,6 +5,7 @@ learnability rollouts, buffer growth, solving, TRR++ and an update."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class ScriptedPolicy:
         self.tokenizer = tokenizer
         self.counter = itertools.count(1)
         self.induction_calls: list[bool] = []
+        self.seen: list[tuple[str, int]] = []
 
     def respond(self, prompt: str) -> str:
         k = next(self.counter)
@@ -49,6 +51,7 @@ class ScriptedPolicy:
         self.induction_calls.append(
             any(m in prompts[0] for m in ("different inputs for `f`", "Reconstruct a hidden"))
         )
+        self.seen += [(prompt, params.n) for prompt in prompts]
         out = []
         for prompt in prompts:
             group = []
@@ -64,7 +67,12 @@ class ScriptedPolicy:
         pass
 
 
-def test_a_full_step_with_valid_tasks(tiny_model_dir: Path, sandbox: Sandbox) -> None:
+def _factors(text: str) -> set[int]:
+    """The k of every ``return x * k`` program a text shows."""
+    return {int(k) for k in re.findall(r"return x \* (\d+)\b", text)}
+
+
+def test_seeding_then_a_full_step_with_valid_tasks(tiny_model_dir: Path, sandbox: Sandbox) -> None:
     config = load_config(
         None, ["selfplay.batch_size=3", "selfplay.learnability_rollouts=2", "model.dtype=float32"]
     )
@@ -72,11 +80,21 @@ def test_a_full_step_with_valid_tasks(tiny_model_dir: Path, sandbox: Sandbox) ->
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     trainer = TorchTrainer(model, lr=1e-4, micro_batch_size=8, pad_token_id=tokenizer.pad_token_id)
     buffer = TaskBuffer()
-    for t in (TaskType.DEDUCTION, TaskType.ABDUCTION):
-        buffer.add(t, ZERO_TRIPLET.to_record(), 0)
     synced = []
     policy = ScriptedPolicy(tokenizer)
     play = SelfPlay(config, sandbox, buffer, policy, trainer, tokenizer, lambda: synced.append(1))
+
+    # Seeding: deduction and abduction grow from the zero triplet; induction tasks
+    # are proposed on the seed programs (all at step 0).
+    seeded = play.seed(target=3, max_rounds=1, seed=3)
+    assert seeded["seed/rounds"] == 1.0
+    assert buffer.count("deduction") == 4 and buffer.count("abduction") == 4  # the zero triplet and 3
+    assert seeded["seed/induction/size"] == buffer.count("induction") >= 1
+    seed_programs = {r["program"] for t in ("deduction", "abduction") for r in buffer.recent(t, 0)}
+    assert all(r["program"] in seed_programs for r in buffer.recent("induction", 0))
+    seed_factors = _factors("\n".join(seed_programs))
+    policy.induction_calls.clear()
+    policy.seen.clear()
     before = [p.detach().clone() for p in model.parameters()]
 
     m = play.step(1, seed=7)
@@ -86,19 +104,18 @@ def test_a_full_step_with_valid_tasks(tiny_model_dir: Path, sandbox: Sandbox) ->
         assert m[f"propose/{t}/format_rate"] == 1.0, t
         assert m[f"solve/{t}/format_rate"] == 1.0, t
         assert 0.0 <= m[f"solve/{t}/accuracy"] <= 1.0
-    # Three new tasks each entered the deduction and abduction buffers (beside
-    # the zero triplets). The three induction proposals all showed the only
-    # program there was (the identity) and gave the same inputs: one task.
-    assert (
-        buffer.count("deduction") == 4 and buffer.count("abduction") == 4 and buffer.count("induction") == 1
-    )
-    assert buffer.stats()["induction"]["duplicates"] == 2
+    # Three new tasks entered each of the deduction and abduction buffers at step 1.
+    assert buffer.count("deduction") == 7 and buffer.count("abduction") == 7
+    new_factors = _factors("\n".join(r["program"] for r in buffer.recent("deduction", 1)))
+    assert len(new_factors) == 3 and not new_factors & seed_factors
     assert all(r["inputs"] == [str(i) for i in range(10)] for r in buffer.recent("induction", 1))
-    # Deduction answers "0": right exactly for the tasks whose input is 0.
-    outputs = [r["output"] for r in buffer.recent("deduction", 1)]
-    assert m["solve/deduction/accuracy"] == pytest.approx(sum(o == "0" for o in outputs) / len(outputs))
-    # The scripted induction solver writes the identity, which is that task's program.
-    assert m["solve/induction/accuracy"] == 1.0
+    # The solver batches (n = 1) were drawn before the step added anything: they pose
+    # the seeds, never this step's tasks, which only the learnability rollouts (n = 2) see.
+    solved = [p for p, n in policy.seen if n == 1 and "Work out what this Python function returns" in p]
+    learn = [p for p, n in policy.seen if n == 2 and "Work out what this Python function returns" in p]
+    assert len(solved) == 3 and len(learn) == 3
+    assert all(_factors(p) <= seed_factors | {0} for p in solved)
+    assert _factors("\n".join(learn)) == new_factors
     assert m["sandbox/executions"] > 0 and m["timing/sandbox"] > 0
     assert synced == [1], "weights synced once after the update"
     # Each phase generates induction first, so its checks (the largest) overlap the others' generation.
@@ -106,3 +123,52 @@ def test_a_full_step_with_valid_tasks(tiny_model_dir: Path, sandbox: Sandbox) ->
     assert any(not p.equal(b) for p, b in zip(model.parameters(), before, strict=True)), (
         "the update changed the model"
     )
+
+
+class LongOutputs(ScriptedPolicy):
+    """Proposes programs whose outputs are about 4,000 characters long."""
+
+    def respond(self, prompt: str) -> str:
+        if "Design a new code-reasoning puzzle" in prompt:
+            k = next(self.counter)
+            body = f"```python\ndef f(x):\n    return 'ab' * 2000 + str(x * {k})\n```\n```input\n{k}\n```"
+            return f"thinking</think>\n<answer>\n{body}\n</answer>"
+        return super().respond(prompt)
+
+
+def test_no_prompt_exceeds_the_prompt_limit(tiny_model_dir: Path, sandbox: Sandbox) -> None:
+    """SPEC §5: prompts up to rollout.max_prompt_tokens. Long references are left
+    out, tasks whose solver prompt cannot fit are not posed (nor admitted)."""
+    limit = 1200
+    config = load_config(
+        None,
+        [
+            "selfplay.batch_size=3",
+            "selfplay.learnability_rollouts=2",
+            "model.dtype=float32",
+            f"rollout.max_prompt_tokens={limit}",
+        ],
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    trainer = TorchTrainer(model, lr=1e-4, micro_batch_size=8, pad_token_id=tokenizer.pad_token_id)
+    buffer = TaskBuffer()
+    long = {"program": "def f(x):\n    return 'ab' * 2000", "input": "0", "output": repr("ab" * 2000)}
+    for t in (TaskType.DEDUCTION, TaskType.ABDUCTION):
+        buffer.add(t, ZERO_TRIPLET.to_record(), 0)
+        buffer.add(t, long, 0)
+    policy = LongOutputs(tokenizer)
+    play = SelfPlay(config, sandbox, buffer, policy, trainer, tokenizer, lambda: None)
+
+    m = play.step(1, seed=7)
+
+    sizes = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p, _ in policy.seen]
+    assert max(sizes) <= limit, max(sizes)
+    # The long triplet fits a deduction solver prompt (program and input) but not an
+    # abduction one (it shows the output).
+    shown = [p for p, _ in policy.seen if "'ab' * 2000\n" in p]
+    assert any("Work out what this Python function returns" in p for p in shown)
+    assert not any("Find an input" in p for p in shown)
+    assert m["propose/deduction/valid_rate"] == 1.0
+    assert m["propose/abduction/valid_rate"] == 0.0  # valid programs, but unposable as abduction tasks
+    assert buffer.count("abduction") == 2 and buffer.count("deduction") == 5

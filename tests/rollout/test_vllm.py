@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from azr.config import ConfigError
@@ -115,6 +115,17 @@ def test_vllm_greedy_matches_transformers(engine: Any, tiny_model_dir: Path) -> 
         assert a[0].token_ids == b[0].token_ids
         assert len(a[0].logprobs) == len(a[0].token_ids)
         assert torch.allclose(torch.tensor(a[0].logprobs), torch.tensor(b[0].logprobs), atol=1e-4)
+
+
+@pytest.mark.vllm
+def test_identical_prompts_get_independent_samples(engine: Any) -> None:
+    """Self-play often sends one prompt many times (seeding starts from one triplet,
+    induction shows repeated programs): one seed per batch made their samples equal."""
+    params = SamplingParams(n=1, temperature=1.0, max_tokens=12, seed=7)
+    texts = [g[0].token_ids for g in engine.generate([PROMPTS[0]] * 4, params)]
+    assert len({tuple(t) for t in texts}) > 1, texts
+    again = [g[0].token_ids for g in engine.generate([PROMPTS[0]] * 4, params)]
+    assert again == texts  # still reproducible from the seed
 
 
 @pytest.mark.vllm
@@ -234,10 +245,14 @@ def test_colocated_cycle_sleep_update_wake_sync_on_gpu(tiny_model_dir: Path) -> 
     try:
         model = _hf(tiny_model_dir)
         engine.sleep()
-        free_asleep = torch.cuda.mem_get_info()[0]
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(0.05 * torch.randn_like(p))
+        # Measured after the update's own allocations, with torch's cache returned,
+        # so only what wake() takes can lower it.
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        free_asleep = torch.cuda.mem_get_info()[0]
         engine.wake()
         assert torch.cuda.mem_get_info()[0] < free_asleep  # waking took the KV cache back
         engine.load_weights(model.state_dict())
@@ -267,3 +282,57 @@ def test_bf16_weight_sync_on_gpu(tiny_model_dir: Path) -> None:
         assert (_scores(model, c) - torch.tensor(c.logprobs)).abs().mean() < 5e-2
     finally:
         _close(engine)
+
+
+class _FakeLLM:
+    made: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        _FakeLLM.made.append(kwargs)
+
+    def get_tokenizer(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_tensor_parallel_engines_use_vllms_own_worker_processes(
+    tp: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a Ray actor vLLM would pick its Ray executor for tp > 1 and fail on
+    azr's one-bundle-per-node placement group; the engine asks for ``mp``."""
+    import sys
+    import types
+
+    from azr.rollout.vllm import VLLMRollout
+
+    platform = types.SimpleNamespace(is_sleep_mode_available=lambda: False, device_type="cpu")
+    fake = types.ModuleType("vllm")
+    fake.__version__ = f"{VLLM_RANGE[0][0]}.{VLLM_RANGE[0][1]}.0"  # type: ignore[attr-defined]
+    fake.LLM = _FakeLLM  # type: ignore[attr-defined]
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = platform  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+    _FakeLLM.made.clear()
+    VLLMRollout("model", tensor_parallel_size=tp)
+    (kwargs,) = _FakeLLM.made
+    assert kwargs["tensor_parallel_size"] == tp
+    assert kwargs.get("distributed_executor_backend") == ("mp" if tp > 1 else None)
+
+
+def test_too_little_free_gpu_memory_is_a_clear_error_before_vllm_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A colocated trainer already on the GPU leaves less free than vLLM's share:
+    a ConfigError with the numbers, instead of vLLM failing in its engine process."""
+    import torch
+    from azr.rollout.vllm import check_free_memory
+
+    gib = 1 << 30
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (30 * gib, 80 * gib))
+    check_free_memory(0.35)
+    with pytest.raises(ConfigError, match=r"asks vLLM for 48.0 GiB .* 30.0 GiB are free.*at most 0.35"):
+        check_free_memory(0.6)

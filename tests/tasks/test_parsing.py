@@ -75,6 +75,14 @@ def test_first_function_is_renamed_to_f_keeping_formatting() -> None:
     assert parsing.rename_entry_to_f("def f(a):\n    return a") == "def f(a):\n    return a"
 
 
+def test_helpers_before_f_leave_f_the_entry() -> None:
+    helper_first = "def helper(a):\n    return 2 * a\n\ndef f(a):\n    return helper(a) + 1\n"
+    assert parsing.rename_entry_to_f(helper_first) == helper_first
+    parsing.check_entry(parsing.parse_program(helper_first), single_function=False)
+    with pytest.raises(ParseError, match="exactly one function"):
+        parsing.check_entry(parsing.parse_program(helper_first), single_function=True)
+
+
 def test_renaming_refuses_when_f_is_taken() -> None:
     with pytest.raises(ParseError, match="already used"):
         parsing.rename_entry_to_f("def g(a):\n    f = 2\n    return a + f")

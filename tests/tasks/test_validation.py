@@ -129,6 +129,12 @@ def test_grading_all_three_tasks(sandbox: Sandbox) -> None:
         Graded(TaskType.ABDUCTION, r1("```input\n24\n```"), triplet=TRIPLET),
         Graded(TaskType.INDUCTION, r1("```python\ndef g(n):\n    return n + 1\n```"), induction=ind),
         Graded(TaskType.INDUCTION, r1("```python\ndef f(n):\n    return n + 2\n```"), induction=ind),
+        # A helper written before f: f is still the entry.
+        Graded(
+            TaskType.INDUCTION,
+            r1("```python\ndef one():\n    return 1\n\ndef f(n):\n    return n + one()\n```"),
+            induction=ind,
+        ),
     ]
     results = grade(sandbox, items)
     assert [(r.format_ok, r.correct, r.reward) for r in results] == [
@@ -139,6 +145,7 @@ def test_grading_all_three_tasks(sandbox: Sandbox) -> None:
         (True, False, -0.5),
         (True, True, 1.0),
         (True, False, -0.5),
+        (True, True, 1.0),
     ]
 
 

@@ -134,3 +134,54 @@ def test_bf16_checkpoint_keeps_the_fp32_master_weights(tiny_model_dir: Path, tmp
     resumed.step(SAMPLES)
     for a, b in zip(resumed.master, trainer.master, strict=True):
         assert torch.equal(a, b), "the resumed run continues exactly"
+
+
+def _drift(model: torch.nn.Module, start: list[torch.Tensor]) -> float:
+    return float(sum((p.detach() - s).pow(2).sum() for p, s in zip(model.parameters(), start, strict=True)))
+
+
+def test_a_kl_penalty_holds_the_policy_near_its_reference(tiny_model_dir: Path) -> None:
+    from azr.train.batching import KLPenalty
+
+    drift, kls = [], []
+    for coef in (0.0, 5.0):
+        model = _model(tiny_model_dir)
+        start = [p.detach().clone() for p in model.parameters()]
+        kl = KLPenalty(coef, _model(tiny_model_dir).requires_grad_(False)) if coef else None
+        trainer = TorchTrainer(model, lr=1e-2, weight_decay=0.0, kl=kl)
+        kls.append([trainer.step(SAMPLES)["train/kl"] for _ in range(4)])
+        drift.append(_drift(model, start))
+    assert kls[0] == [0.0] * 4  # no reference, no term
+    assert kls[1][0] == pytest.approx(0.0, abs=1e-7)  # the policy starts as its reference
+    assert all(k > 0 for k in kls[1][1:])
+    assert drift[1] < 0.9 * drift[0], drift
+
+
+def test_lora_kl_uses_the_policy_with_its_adapters_off(tiny_model_dir: Path) -> None:
+    pytest.importorskip("peft", reason="LoRA needs peft: pip install 'azr[train]'")
+    from azr.train.batching import KLPenalty
+    from azr.train.weights import apply_lora
+
+    model = apply_lora(_model(tiny_model_dir), 4, 16, 0.0, "all-linear")
+    trainer = TorchTrainer(model, lr=1e-2, weight_decay=0.0, kl=KLPenalty(1.0, None))
+    kls = [trainer.step(SAMPLES)["train/kl"] for _ in range(3)]
+    assert kls[0] == pytest.approx(0.0, abs=1e-7) and kls[2] > 0  # adapters start at zero, then move
+
+
+def test_the_kl_reference_is_the_initial_model_also_on_resume(tiny_model_dir: Path) -> None:
+    from azr.config import load_config
+    from azr.rl.backends import kl_penalty
+
+    config = load_config(None, [f"model.path={tiny_model_dir}", "model.dtype=float32"])
+    trained = _model(tiny_model_dir)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.1)  # as if loaded from a later checkpoint
+    assert kl_penalty(config, trained) is None  # selfplay.kl_coef: 0
+    config.selfplay.kl_coef = 0.05
+    penalty = kl_penalty(config, trained)
+    initial = _model(tiny_model_dir)
+    ref = dict(penalty.reference.named_parameters())
+    assert penalty.coef == 0.05
+    assert all(torch.equal(p, ref[n]) for n, p in initial.named_parameters())
+    assert not any(p.requires_grad for p in ref.values())

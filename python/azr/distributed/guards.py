@@ -34,7 +34,7 @@ def nccl_environment() -> dict[str, str]:
         "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",
         # Dump the flight recorder on a timeout, so the stuck collective is known.
         "TORCH_NCCL_DUMP_ON_TIMEOUT": "1",
-        "TORCH_NCCL_TRACE_BUFFER_SIZE": "2000",
+        "TORCH_FR_BUFFER_SIZE": "2000",  # the flight recorder (was TORCH_NCCL_TRACE_BUFFER_SIZE)
     }
 
 
@@ -87,10 +87,15 @@ def health_check(timeout_s: float = 60.0, group: Any = None) -> float:
     work = dist.all_reduce(value, group=group, async_op=True)
     done = threading.Event()
     failure: list[BaseException] = []
+    total: list[float] = []
 
     def wait() -> None:
         try:
             work.wait()
+            # On NCCL, wait() returns once the all-reduce is queued on the GPU; reading
+            # the value is what blocks until every rank took part, so it happens here,
+            # under the deadline below.
+            total.append(value.item())
         except BaseException as exc:  # reported below, in the caller's thread
             failure.append(exc)
         finally:
@@ -109,8 +114,8 @@ def health_check(timeout_s: float = 60.0, group: Any = None) -> float:
             0
         ]
     expected = world * (world - 1) / 2
-    if value.item() != expected:
-        raise CommError(f"health check: all-reduce gave {value.item()}, expected {expected}")
+    if total[0] != expected:
+        raise CommError(f"health check: all-reduce gave {total[0]}, expected {expected}")
     return time.perf_counter() - start
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +89,11 @@ class _Worker:
         self.receiver: Any = None
 
     def address(self) -> tuple[str, int]:
+        """This node's address as the other nodes reach it (Ray's node IP: the host name
+        often resolves to a loopback address such as 127.0.1.1), and a free port."""
         from azr.distributed.guards import free_port
 
-        return socket.gethostbyname(socket.gethostname()), free_port()
+        return str(_ray().util.get_node_ip_address()), free_port()
 
     def setup(
         self,
@@ -383,9 +384,13 @@ def launch(
     role = "hybrid" if placement.colocated else "trainer"
     worker_cls = ray.remote(_Worker)
 
+    # Ray leaves CUDA_VISIBLE_DEVICES alone for an actor that asks for no GPU, so CPU
+    # ranks (resources.gpus_per_node: 0) on a machine with GPUs would all see them.
+    hide_gpus = {} if gpu else {"runtime_env": {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}}
+
     def on(node: int, gpus: float) -> Any:
         strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=node)
-        return worker_cls.options(num_gpus=gpus, num_cpus=1, scheduling_strategy=strategy)
+        return worker_cls.options(num_gpus=gpus, num_cpus=1, scheduling_strategy=strategy, **hide_gpus)
 
     workers = [on(node, 1 if gpu else 0).remote(role) for node, _ in placement.trainer]
     master = ray.get(workers[0].address.remote())
@@ -412,7 +417,8 @@ def launch(
         engines = [
             on(slots[0][0], res.tensor_parallel if gpu else 0).remote("engine") for slots in placement.engines
         ]
-        ready = all(ray.get([a.nccl_ready.remote() for a in [workers[0], *engines]]))
+        # Every trainer rank builds a sender (rank 0 sends, the others join ZeRO-3's gathers).
+        ready = all(ray.get([a.nccl_ready.remote() for a in [*workers, *engines]]))
         mode = (
             weight_sync.choose(config.rollout.weight_sync, False, ready, config.trainer.lora_rank > 0)
             if config.rollout.backend == "vllm"

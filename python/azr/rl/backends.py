@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from azr._core import ConfigError
 from azr.config import Config
 from azr.rollout.base import RolloutEngine
 from azr.train.base import Sample, Trainer
@@ -44,7 +43,13 @@ def load_policy(
     lora = t.lora_rank > 0
     path, kwargs = source
     tokenizer, model = load_pretrained(
-        path, kwargs, config.model.dtype, f"model.path {config.model.path!r}", None if lora else weights
+        path,
+        kwargs,
+        config.model.dtype,
+        f"model.path {config.model.path!r}",
+        None if lora else weights,
+        # resources.gpus_per_node: 0 asks for the CPU, also on a machine with GPUs.
+        device="cpu" if config.resources.gpus_per_node == 0 else None,
     )
     if lora:
         targets = t.lora_targets if t.lora_targets == "all-linear" else t.lora_targets.split(",")
@@ -75,6 +80,26 @@ def make_vllm(config: Config, weights: str, sleep: bool) -> Any:
     )
 
 
+def kl_penalty(config: Config, model: Any) -> Any:
+    """``selfplay.kl_coef``'s penalty: None when 0; else against the initial policy,
+    loaded afresh from ``model.path`` (a resumed run's weights are not it), frozen,
+    on the trainer's device; a LoRA run needs no copy (its adapters switched off)."""
+    if not config.selfplay.kl_coef:
+        return None
+    from azr.models import load_pretrained, resolve
+    from azr.train.batching import KLPenalty
+
+    if config.trainer.lora_rank > 0:
+        return KLPenalty(config.selfplay.kl_coef, None)
+    path, kwargs = resolve(config.model.path, config.model.revision)
+    device = str(next(model.parameters()).device)
+    _, reference = load_pretrained(
+        path, kwargs, config.model.dtype, f"model.path {config.model.path!r}", device=device
+    )
+    reference.requires_grad_(False)
+    return KLPenalty(config.selfplay.kl_coef, reference)
+
+
 def build_trainer(config: Config, model: Any, pad_token_id: int) -> Any:
     t, sp = config.trainer, config.selfplay
     common: dict[str, Any] = {
@@ -88,6 +113,7 @@ def build_trainer(config: Config, model: Any, pad_token_id: int) -> Any:
         "entropy_coef": sp.entropy_coef,
         "pad_token_id": pad_token_id,
         "gradient_checkpointing": t.gradient_checkpointing,
+        "kl": kl_penalty(config, model),
     }
     if t.backend == "torch":
         from azr.train.torch_trainer import TorchTrainer
@@ -102,6 +128,7 @@ def build_trainer(config: Config, model: Any, pad_token_id: int) -> Any:
         offload_optimizer=t.offload_optimizer,
         offload_params=t.offload_params,
         comm_timeout_s=config.resources.comm_timeout_s,
+        cpu=config.resources.gpus_per_node == 0,
         **common,
     )
 
@@ -151,11 +178,6 @@ def build_backends(
     """
     r, t = config.rollout, config.trainer
     lora = t.lora_rank > 0
-    if r.backend == "hf" and t.backend == "deepspeed" and t.zero_stage == 3:
-        raise ConfigError(
-            "rollout.backend=hf cannot generate with ZeRO-3's partitioned parameters; "
-            "use rollout.backend=vllm or trainer.zero_stage=2"
-        )
     trainer = build_trainer(config, model, tokenizer.pad_token_id or 0)
     if r.backend == "hf":
         from azr.rollout.hf import HFRollout

@@ -15,9 +15,10 @@ induction). A step:
    policy (not trained on); its solve rate ``acc`` gives the proposer reward
    ``1 − acc`` (or ``unlearnable_reward`` when acc is 0 or 1); invalid or badly
    formatted proposals get −1. Valid tasks enter their buffer.
-4. **Solve.** For each task type, a "max_new" batch of B tasks (this step's
-   new ones first, filled uniformly from the buffer) is answered and graded
-   in the sandbox: +1 correct, −0.5 wrong, −1 badly formatted.
+4. **Solve.** For each task type, a "max_new" batch of B tasks, drawn from
+   the buffers at the start of the step (the last step's new tasks first,
+   filled uniformly from the whole lane), is answered and graded in the
+   sandbox: +1 correct, −0.5 wrong, −1 badly formatted.
 5. **TRR++.** Rewards are normalized within each of the six (task, role)
    groups: ``A = (R − mean) / (std + ε)``, mean and std over the group's
    response tokens (or its sequences). The reward sits on the last token with
@@ -135,6 +136,14 @@ class SelfPlay:
     def _timed(self, phase: str, start: float) -> None:
         self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - start
 
+    def _fits(self, prompt: str) -> bool:
+        """Whether a rendered prompt is within ``rollout.max_prompt_tokens`` (SPEC §5:
+        6144): engines never see a longer one, so none is cut."""
+        limit = self.config.rollout.max_prompt_tokens
+        if len(prompt) <= limit:  # a token is at least one character
+            return True
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= limit
+
     def _references(self, task: TaskType, seed: int) -> list[Triplet]:
         refs = [
             Triplet.from_record(r) for r in self.buffer.sample(task, self.config.selfplay.references, seed)
@@ -146,14 +155,32 @@ class SelfPlay:
         drawn = drawn or [ZERO_TRIPLET.program]
         return [drawn[i % len(drawn)] for i in range(count)]
 
+    def _proposer_prompt(self, task: TaskType, refs: list[Triplet]) -> str:
+        """A deduction or abduction proposer prompt whose references fit the prompt
+        limit: the longest are left out until it does (the zero triplet at least)."""
+        while True:
+            prompt = self._render(task, Role.PROPOSE, references=refs)
+            if self._fits(prompt) or refs == [ZERO_TRIPLET]:
+                return prompt
+            refs = sorted(refs, key=lambda t: len(t.program) + len(t.input) + len(t.output))[:-1]
+            refs = refs or [ZERO_TRIPLET]
+
     def _proposer_prompts(self, task: TaskType, count: int, seed: int) -> tuple[list[str], list[str | None]]:
-        """Prompts, and for induction the program each one shows."""
+        """Prompts, and for induction the program each one shows (a program too
+        long for the prompt limit gives way to the zero triplet's)."""
         if task is TaskType.INDUCTION:
-            programs = self._induction_programs(count, seed)
-            return [self._render(task, Role.PROPOSE, program=p) for p in programs], list(programs)
+            programs: list[str | None] = []
+            rendered = []
+            for program in self._induction_programs(count, seed):
+                prompt = self._render(task, Role.PROPOSE, program=program)
+                if not self._fits(prompt):
+                    program = ZERO_TRIPLET.program
+                    prompt = self._render(task, Role.PROPOSE, program=program)
+                programs.append(program)
+                rendered.append(prompt)
+            return rendered, programs
         rendered = [
-            self._render(task, Role.PROPOSE, references=self._references(task, seed * 1000 + i))
-            for i in range(count)
+            self._proposer_prompt(task, self._references(task, seed * 1000 + i)) for i in range(count)
         ]
         return rendered, [None] * count
 
@@ -213,25 +240,41 @@ class SelfPlay:
     # ------------------------------------------------------------ seeding
 
     def seed(self, target: int, max_rounds: int, seed: int) -> dict[str, float]:
-        """Fill the deduction and abduction buffers from the zero triplet with
-        the untrained policy (no updates) until each holds ``target`` tasks or
-        ``max_rounds`` rounds pass; the zero triplet itself always enters."""
+        """Fill the buffers with the untrained policy (no updates) until each holds
+        ``target`` tasks or ``max_rounds`` rounds pass. Deduction and abduction
+        grow from the zero triplet (which always enters), their references drawn
+        from the growing seed set; induction tasks are proposed on programs drawn
+        from those seeds, as in a step."""
         for task in PROPOSE_TYPES:
             self.buffer.add(task, ZERO_TRIPLET.to_record(), 0)
         rounds = 0
-        while rounds < max_rounds and min(self.buffer.count(t) for t in PROPOSE_TYPES) < target:
-            proposals: list[Proposal] = []
-            for task in PROPOSE_TYPES:
-                rendered, _ = self._proposer_prompts(task, self.config.selfplay.batch_size, seed + rounds)
-                outs = self.rollout.generate(rendered, self._params(1, seed + rounds))
-                proposals += [parse_proposal(task, g[0].text, self.rules) for g in outs]
-            validate_proposals(self.sandbox, proposals, self.rules)
-            for p in proposals:
-                if p.valid:
-                    self.buffer.add(p.task, as_triplet(p).to_record(), 0)
+
+        def short(tasks: Sequence[TaskType]) -> list[TaskType]:
+            return [t for t in tasks if self.buffer.count(t) < target]
+
+        while rounds < max_rounds and short(list(TaskType)):
+            # Deduction and abduction first, so induction can draw this round's programs.
+            for group in (short(PROPOSE_TYPES), short([TaskType.INDUCTION])):
+                if not group:
+                    continue
+                proposals: list[Proposal] = []
+                for task in group:
+                    b = self.config.selfplay.batch_size
+                    rendered, programs = self._proposer_prompts(task, b, seed + rounds)
+                    outs = self.rollout.generate(rendered, self._params(1, seed + rounds))
+                    proposals += [
+                        parse_proposal(task, g[0].text, self.rules, program)
+                        for program, g in zip(programs, outs, strict=True)
+                    ]
+                validate_proposals(self.sandbox, proposals, self.rules)
+                for p in proposals:
+                    if p.valid:
+                        record = self._task_record(p)
+                        if self._fits(self._solver_prompt(p.task, record)[0]):
+                            self.buffer.add(p.task, record, 0)
             rounds += 1
         self.buffer.flush()
-        return {f"seed/{t.value}/size": float(self.buffer.count(t)) for t in PROPOSE_TYPES} | {
+        return {f"seed/{t.value}/size": float(self.buffer.count(t)) for t in TaskType} | {
             "seed/rounds": float(rounds)
         }
 
@@ -245,8 +288,19 @@ class SelfPlay:
         scored: list[Scored] = []
 
         # 1-2. Propose; each task type's proposals are validated in the sandbox
-        # while the model generates the next type's.
+        # while the model generates the next type's. The solver batches are drawn
+        # now too, before this step adds anything: the last step's tasks first.
         prompt_sets = [self._proposer_prompts(t, sp.batch_size, seed + i) for i, t in enumerate(TaskType)]
+        solver_sets = [
+            [
+                pair
+                for r in self.buffer.solver_batch(
+                    t, sp.batch_size, since_step=max(step - 1, 0), seed=seed + 100 + i
+                )
+                if self._fits((pair := self._solver_prompt(t, r))[0])
+            ]
+            for i, t in enumerate(TaskType)
+        ]
 
         def validate(i: int, outs: list[list[Completion]]) -> list[tuple[Proposal, Completion]]:
             task, programs = list(TaskType)[i], prompt_sets[i][1]
@@ -270,8 +324,15 @@ class SelfPlay:
         # per task type while the next type generates.
         valid = [p for p, _ in proposals if p.valid]
         records = {id(p): self._task_record(p) for p in valid}
+        posed = {id(p): self._solver_prompt(p.task, records[id(p)]) for p in valid}
+        for p in valid:
+            if not self._fits(posed[id(p)][0]):
+                # A task no solver prompt can show within the limit cannot be learned from.
+                p.valid = False
+                p.reason = "too_long: its solver prompt exceeds rollout.max_prompt_tokens"
+        valid = [p for p in valid if p.valid]
         by_type = [[p for p in valid if p.task is t] for t in TaskType]
-        pairs_by_type = [[self._solver_prompt(p.task, records[id(p)]) for p in group] for group in by_type]
+        pairs_by_type = [[posed[id(p)] for p in group] for group in by_type]
 
         def solve_rates(i: int, outs: list[list[Completion]]) -> list[float]:
             items = [
@@ -310,15 +371,8 @@ class SelfPlay:
         rates = list(solve_rate.values())
         metrics["propose/learnability_mean"] = sum(1 - r for r in rates) / len(rates) if rates else 0.0
 
-        # 4. Solve: max_new batches from the buffers, each graded in the
+        # 4. Solve the max_new batches drawn at the start, each graded in the
         # sandbox while the next task type generates.
-        solver_sets = [
-            [
-                self._solver_prompt(t, r)
-                for r in self.buffer.solver_batch(t, sp.batch_size, since_step=step, seed=seed + 100 + i)
-            ]
-            for i, t in enumerate(TaskType)
-        ]
 
         def grade_answers(i: int, outs: list[list[Completion]]) -> list[tuple[Graded, Completion, Any]]:
             graded = [

@@ -64,6 +64,41 @@ def check_version(version: str) -> None:
         )
 
 
+def release_torch_cache() -> bool:
+    """Give the blocks torch's caching allocator holds in this process (a colocated
+    trainer's) back to the driver: vLLM allocates its weights and KV cache outside
+    torch's allocator. False when this process does not use the GPU."""
+    import gc
+
+    import torch
+
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return False
+    gc.collect()
+    torch.cuda.empty_cache()
+    return True
+
+
+def check_free_memory(share: float) -> None:
+    """vLLM starts only if ``share`` of the GPU is free; where this process already
+    uses the GPU (a colocated trainer holds its weights there), check it here: vLLM
+    fails inside its engine process, and its reason does not reach this one."""
+    import torch
+
+    if not release_torch_cache():
+        return  # an engine on GPUs of its own: nothing of ours is there yet
+    free, total = torch.cuda.mem_get_info()
+    if free < share * total:
+        gib = 1 << 30
+        most = max(free / total - 0.02, 0.0)
+        raise ConfigError(
+            f"rollout.gpu_memory_utilization={share:g} asks vLLM for {share * total / gib:.1f} GiB of this "
+            f"GPU's {total / gib:.1f} GiB, but {free / gib:.1f} GiB are free (the trainer holds the rest): "
+            f"set it to at most {most:.2f}, or spread the trainer over more GPUs "
+            "(resources.gpus_per_node, trainer.backend=deepspeed) or offload it (trainer.offload_optimizer)"
+        )
+
+
 class WeightSyncExtension:
     """Methods vLLM mixes into each of its workers; ``self`` is the worker."""
 
@@ -156,6 +191,7 @@ class VLLMRollout:
                 "set rollout.sleep=false"
             )
         self._vllm = vllm
+        check_free_memory(gpu_memory_utilization)
         extra: dict[str, Any] = {}
         if enable_lora:
             # vLLM sizes its LoRA slots from a fixed menu of ranks; take the first that fits.
@@ -175,6 +211,12 @@ class VLLMRollout:
                     "upgrade vLLM or set rollout.weight_sync=object_store"
                 )
             extra["weight_transfer_config"] = {"backend": weight_transfer}
+        if tensor_parallel_size > 1:
+            # vLLM's own worker processes on the GPUs this process was given. Left to
+            # choose, vLLM inside a Ray actor (azr's engines on Ray) picks its Ray
+            # executor from the actor's placement group, which refuses bundles of more
+            # than one GPU and could not place its workers anyway: the actor holds them.
+            extra["distributed_executor_backend"] = "mp"
         self.llm = vllm.LLM(
             model=model,
             dtype=dtype,
@@ -197,14 +239,24 @@ class VLLMRollout:
         self._adapter_ids = 0
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
-        sp = self._vllm.SamplingParams(
-            n=params.n,
-            temperature=max(params.temperature, 0.0),
-            top_p=params.top_p if params.temperature > 0 else 1.0,
-            max_tokens=params.max_tokens,
-            seed=params.seed,
-            logprobs=0 if params.logprobs else None,
-            skip_special_tokens=True,
+        def sampling(seed: int | None) -> Any:
+            return self._vllm.SamplingParams(
+                n=params.n,
+                temperature=max(params.temperature, 0.0),
+                top_p=params.top_p if params.temperature > 0 else 1.0,
+                max_tokens=params.max_tokens,
+                seed=seed,
+                logprobs=0 if params.logprobs else None,
+                skip_special_tokens=True,
+            )
+
+        # vLLM seeds each request from its own SamplingParams (its n samples from
+        # seed, seed + 1, ...): one seed for the batch would give identical prompts
+        # identical samples, so prompt i starts at seed + i·n.
+        sp: Any = (
+            sampling(None)
+            if params.seed is None
+            else [sampling(params.seed + i * max(params.n, 1)) for i in range(len(prompts))]
         )
         outputs = self.llm.generate(list(prompts), sp, use_tqdm=False, lora_request=self.adapter)
         result = []
@@ -255,6 +307,7 @@ class VLLMRollout:
 
     def wake(self) -> None:
         if self.asleep:
+            release_torch_cache()  # what the update left cached, so waking finds it free
             self.llm.wake_up()
             self.asleep = False
 

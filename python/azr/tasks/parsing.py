@@ -105,14 +105,15 @@ def imports(tree: ast.Module) -> list[str]:
 
 def rename_entry_to_f(source: str) -> str:
     """Rename the first top-level function to ``f`` everywhere (token-wise, so
-    formatting and comments survive). Unchanged when it is already ``f``."""
+    formatting and comments survive). Unchanged when a top-level ``f`` exists,
+    wherever it stands (helpers are often written before it)."""
     tree = parse_program(source)
     top = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
     if not top:
         raise ParseError("the program defines no function")
-    old = top[0].name
-    if old == "f":
+    if any(n.name == "f" for n in top):
         return source
+    old = top[0].name
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {d.name for d in function_defs(tree)}
     if "f" in names:
         raise ParseError(f"the entry function is {old!r} and the name 'f' is already used")
@@ -128,8 +129,11 @@ def check_entry(tree: ast.Module, single_function: bool) -> None:
     """The proposal's shape: an entry ``f`` with at least one parameter, and
     (by default) no other function or class."""
     defs = function_defs(tree)
-    entry = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
-    if entry is None or entry.name != "f":
+    entry = next(
+        (n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == "f"),
+        None,
+    )
+    if entry is None:
         raise ParseError("the program must define f")
     params = entry.args
     if not (params.posonlyargs or params.args or params.vararg or params.kwonlyargs or params.kwarg):

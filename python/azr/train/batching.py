@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,7 +25,28 @@ TERMS = {
     "entropy": "train/entropy",
     "clip_fraction": "train/clip_fraction",
     "approx_kl": "train/approx_kl",
+    "kl": "train/kl",
 }
+
+
+@dataclass(frozen=True)
+class KLPenalty:
+    """``coef`` × the k3 KL to a frozen reference policy (SPEC §5: none by default).
+
+    ``reference`` is the initial model, frozen; None means the policy itself with
+    its LoRA adapters switched off (a LoRA run's base weights never change).
+    """
+
+    coef: float
+    reference: Any = None
+
+    def logprobs(self, model: Any, batch: Sequence[Sample], pad_token_id: int) -> torch.Tensor:
+        """The reference's log-probabilities of ``batch``'s response tokens."""
+        with torch.no_grad():
+            if self.reference is not None:
+                return response_logprobs(self.reference, batch, pad_token_id)[0]
+            with model.disable_adapter():  # a peft model (DeepSpeed's engine passes it through)
+                return response_logprobs(model, batch, pad_token_id)[0]
 
 
 def micro_batches(samples: Sequence[Sample], size: int, token_budget: int = 0) -> list[list[Sample]]:
@@ -118,6 +140,7 @@ def micro_batch_loss(
     entropy_coef: float,
     pad_token_id: int,
     scale: float = 1.0,
+    kl: KLPenalty | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss to call ``backward`` on, and this micro-batch's share of each reported term.
 
@@ -136,8 +159,17 @@ def micro_batch_loss(
         else:
             old[row, begin:] = torch.tensor(s.old_logprobs, dtype=old.dtype)
     advantages = torch.tensor([s.advantage for s in batch], dtype=logprobs.dtype, device=logprobs.device)
+    ref = kl.logprobs(model, batch, pad_token_id) if kl is not None and kl.coef else None
     terms = policy_loss(
-        logprobs, old, advantages, mask, clip_eps=clip_eps, entropy=entropy, entropy_coef=entropy_coef
+        logprobs,
+        old,
+        advantages,
+        mask,
+        clip_eps=clip_eps,
+        entropy=entropy,
+        entropy_coef=entropy_coef,
+        ref_logprobs=ref,
+        kl_coef=kl.coef if kl is not None else 0.0,
     )
     share = mask.sum().item() / total_tokens
     reported = {key: float(getattr(terms, key).item()) * share for key in TERMS}
@@ -153,6 +185,7 @@ def accumulate(
     clip_eps: float,
     entropy_coef: float,
     pad_token_id: int,
+    kl: KLPenalty | None = None,
 ) -> dict[str, float]:
     """Forward and ``backward(loss, last pass?)`` over ``passes`` (micro-batch,
     ``scale`` of ``micro_batch_loss``); the sum of each term over the passes
@@ -167,6 +200,7 @@ def accumulate(
             entropy_coef=entropy_coef,
             pad_token_id=pad_token_id,
             scale=scale,
+            kl=kl,
         )
         backward(loss, i == len(passes) - 1)
         if scale:

@@ -24,7 +24,7 @@ import torch
 
 from azr._core import ConfigError
 from azr.train.base import Sample
-from azr.train.batching import accumulate, micro_batches, report
+from azr.train.batching import KLPenalty, accumulate, micro_batches, report
 from azr.train.weights import save_model
 
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -79,10 +79,31 @@ def ds_config(
     }
 
 
+def use_cpu_accelerator() -> None:
+    """DeepSpeed on the CPU (gloo) for a model on the CPU, also where CUDA is
+    visible (``resources.gpus_per_node: 0`` on a GPU machine): left to itself,
+    DeepSpeed picks CUDA whenever a GPU is visible, moves the model there and
+    joins NCCL on GPU 0 from every rank."""
+    import sys
+
+    if "deepspeed" not in sys.modules:
+        os.environ["DS_ACCELERATOR"] = "cpu"  # read on DeepSpeed's first accelerator lookup
+        return
+    from deepspeed.accelerator import get_accelerator, set_accelerator
+
+    if get_accelerator().device_name() != "cpu":
+        from deepspeed.accelerator.cpu_accelerator import CPU_Accelerator
+
+        set_accelerator(CPU_Accelerator())
+
+
 def init_distributed(timeout_s: float) -> None:
     """Join (or start, for one process) DeepSpeed's process group, with an explicit timeout."""
     import deepspeed
 
+    from azr.distributed.guards import apply_nccl_environment
+
+    apply_nccl_environment()  # NCCL's settings that turn a hang into an error (unused on gloo)
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")
@@ -94,6 +115,31 @@ def init_distributed(timeout_s: float) -> None:
     deepspeed.init_distributed(timeout=timedelta(seconds=timeout_s), verbose=False)
 
 
+def set_full_z3(optimizer: Any, param: Any, value: torch.Tensor, key: str | None) -> None:
+    """Write this rank's share of a full fp32 tensor (``key`` None: the master
+    weights, else that optimizer moment) into ZeRO-3's partition of ``param``.
+
+    DeepSpeed's own ``set_full_hp_param`` (0.19) slices ``partition × rank`` out of
+    the full tensor, which runs past its end on the last rank whenever the world
+    size does not divide the parameter (the partitions are padded): a checkpoint
+    could not be resumed on, say, 3 or 6 GPUs. Here the padding is left at zero.
+    """
+    if not param.requires_grad:
+        return
+    if value.numel() != param.ds_numel:
+        raise ConfigError(f"a saved tensor has {value.numel()} elements, the parameter {param.ds_numel}")
+    part, group = optimizer._get_fp32_opt_state_partition(
+        param, release_swap_buffers=False, optim_state_key=key
+    )
+    start = part.numel() * optimizer._get_param_partition_rank(param)
+    have = max(0, min(part.numel(), value.numel() - start))
+    flat = value.flatten()
+    part.data[:have].copy_(flat[start : start + have])
+    part.data[have:].zero_()
+    if optimizer._swappable_optimizer_subgroup(group):
+        optimizer._optimizer_states_and_gradient_swap_out(group)
+
+
 class DeepSpeedTrainer:
     """A ``Trainer`` over ``deepspeed.initialize``.
 
@@ -103,6 +149,11 @@ class DeepSpeedTrainer:
         dtype: ``bfloat16`` (mixed precision with fp32 master weights) or ``float32``.
         comm_timeout_s: collective timeout; a rank that stops answering fails
             the step with an error instead of hanging it.
+        kl: a KL penalty to a frozen reference (its model on this rank's device,
+            unpartitioned, so not with ZeRO-3 unless it is LoRA's adapters-off policy).
+        cpu: train on the CPU (gloo) even where CUDA is visible
+            (``resources.gpus_per_node: 0``); otherwise DeepSpeed picks the GPU
+            when there is one and moves the model there.
         Other arguments as ``TorchTrainer``.
     """
 
@@ -125,7 +176,12 @@ class DeepSpeedTrainer:
         offload_optimizer: bool = False,
         offload_params: bool = False,
         comm_timeout_s: float = 600.0,
+        cpu: bool = False,
+        kl: KLPenalty | None = None,
     ) -> None:
+        self.kl = kl
+        if cpu and torch.cuda.is_available():
+            use_cpu_accelerator()
         try:
             import deepspeed
         except ImportError as exc:
@@ -202,6 +258,7 @@ class DeepSpeedTrainer:
             clip_eps=self.clip_eps,
             entropy_coef=self.entropy_coef,
             pad_token_id=self.pad_token_id,
+            kl=self.kl,
         )
         self.engine.step()
         norm = self.engine.get_global_grad_norm()
@@ -245,13 +302,18 @@ class DeepSpeedTrainer:
         """Model (HF folder) and optimizer (full tensors): rank 0 writes; all ranks must call."""
         from safetensors.torch import save_file
 
-        state = self.state_dict() if self.stage == 3 else None
+        state: dict[str, torch.Tensor] | None = None
+        if self.stage == 3:
+            # Every rank takes part in each gather; rank 0 keeps each tensor on the
+            # CPU as it comes, so no GPU ever holds the whole model at once.
+            state = {}
+            for name, tensor in self.named_weights():
+                if self.rank == 0:
+                    state[name] = tensor.cpu()
         optimizer = self._full_optimizer_state()
         if self.rank != 0:
             return
         folder.mkdir(parents=True, exist_ok=True)
-        if state is not None:
-            state = {k: v.cpu() for k, v in state.items()}
         save_model(self.model, folder, state)
         tensors, meta = optimizer
         save_file(tensors, str(folder / OPTIMIZER_FILE), metadata={"azr": json.dumps(meta)})
@@ -266,13 +328,16 @@ class DeepSpeedTrainer:
         step = self._optimizer_step()
         if step == 0:  # before the first update there is no optimizer state to save
             return tensors, {"step": 0, "world_size": self.world_size}
+        # The full tensors are collectives every rank joins; only rank 0 keeps them
+        # (in host memory: eight ranks of a node each holding all of it would not fit).
+        keep = self.rank == 0
         for name, p in self._trainable():
             master = safe_get_full_fp32_param(p)
-            if master is not None:
+            if master is not None and keep:
                 tensors[f"{name}::fp32"] = master.detach().float().cpu().contiguous()
             for moment in MOMENTS:
                 value = safe_get_full_optimizer_state(p, moment)
-                if value is not None:
+                if value is not None and keep:
                     tensors[f"{name}::{moment}"] = value.detach().float().cpu().contiguous()
         return tensors, {"step": step, "world_size": self.world_size}
 
@@ -306,6 +371,11 @@ class DeepSpeedTrainer:
                 missing = keys - set(f.keys())
                 if missing:
                     raise ConfigError(f"{path} lacks {sorted(missing)[0]}: it was saved for another model")
+                if self.stage == 3:
+                    set_full_z3(self.optimizer, p, f.get_tensor(f"{name}::fp32"), None)
+                    for moment in MOMENTS:
+                        set_full_z3(self.optimizer, p, f.get_tensor(f"{name}::{moment}"), moment)
+                    continue
                 safe_set_full_fp32_param(p, f.get_tensor(f"{name}::fp32"))
                 for moment in MOMENTS:
                     safe_set_full_optimizer_state(p, f.get_tensor(f"{name}::{moment}"), moment)

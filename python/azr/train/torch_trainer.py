@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from azr.train.base import Sample
-from azr.train.batching import accumulate, micro_batches, report
+from azr.train.batching import KLPenalty, accumulate, micro_batches, report
 from azr.train.weights import save_model
 
 
@@ -41,8 +41,10 @@ class TorchTrainer:
         entropy_coef: float = 0.001,
         pad_token_id: int = 0,
         gradient_checkpointing: bool = False,
+        kl: KLPenalty | None = None,
     ) -> None:
         self.model = model
+        self.kl = kl
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self._named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -77,6 +79,7 @@ class TorchTrainer:
             clip_eps=self.clip_eps,
             entropy_coef=self.entropy_coef,
             pad_token_id=self.pad_token_id,
+            kl=self.kl,
         )
         grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.grad_clip)
         self.optimizer.step()
