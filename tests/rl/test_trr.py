@@ -101,3 +101,6 @@ def test_token_stats_in_chunks_give_the_same_values_and_gradients() -> None:
     assert torch.equal(c1, c2) and torch.equal(e1, e2)
     assert torch.allclose(g1, g2) and g1.abs().max() > 0
     assert torch.allclose(c1, token_logprobs(base, tokens)) and torch.allclose(e1, token_entropy(base))
+    for chunk in (10**6, 4):  # log-probs alone (a frozen reference): the same values
+        chosen, skipped = token_stats(base, tokens, chunk=chunk, entropy=False)
+        assert torch.equal(chosen, c1) and not skipped.any()

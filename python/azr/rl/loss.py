@@ -51,8 +51,13 @@ def _stats(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, to
     return chosen, -(logp.exp() * logp).sum(-1)
 
 
+def _chosen(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return chosen, torch.zeros_like(chosen)
+
+
 def token_stats(
-    logits: torch.Tensor, tokens: torch.Tensor, chunk: int | None = None
+    logits: torch.Tensor, tokens: torch.Tensor, chunk: int | None = None, entropy: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``token_logprobs`` and ``token_entropy`` of ``logits[..., V]`` in fp32, in bounded memory.
 
@@ -63,24 +68,27 @@ def token_stats(
     ``STATS_ELEMENTS``), and under autograd each
     chunk is recomputed in the backward pass (activation checkpointing), so
     only the logits themselves stay alive. Values and gradients are the same.
+    ``entropy=False`` skips the entropies (zeros are returned), for a frozen
+    reference whose log-probabilities alone are needed.
     """
     shape = tokens.shape
     chunk = chunk or max(1, STATS_ELEMENTS // logits.shape[-1])
     flat_logits = logits.reshape(-1, logits.shape[-1])
     flat_tokens = tokens.reshape(-1)
+    stats = _stats if entropy else _chosen
     if flat_tokens.numel() <= chunk:
-        chosen, entropy = _stats(flat_logits, flat_tokens)
-        return chosen.view(shape), entropy.view(shape)
+        chosen, entropies = stats(flat_logits, flat_tokens)
+        return chosen.view(shape), entropies.view(shape)
     from torch.utils.checkpoint import checkpoint
 
     recompute = torch.is_grad_enabled() and logits.requires_grad
     parts = []
     for start in range(0, flat_tokens.numel(), chunk):
         args = (flat_logits[start : start + chunk], flat_tokens[start : start + chunk])
-        parts.append(checkpoint(_stats, *args, use_reentrant=False) if recompute else _stats(*args))
+        parts.append(checkpoint(stats, *args, use_reentrant=False) if recompute else stats(*args))
     chosen = torch.cat([c for c, _ in parts])
-    entropy = torch.cat([e for _, e in parts])
-    return chosen.view(shape), entropy.view(shape)
+    entropies = torch.cat([e for _, e in parts])
+    return chosen.view(shape), entropies.view(shape)
 
 
 def policy_loss(

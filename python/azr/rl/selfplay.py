@@ -196,6 +196,25 @@ class SelfPlay:
             return as_induction(p, self.rules).to_record()
         return as_triplet(p).to_record()
 
+    def _pose(
+        self, proposals: Sequence[Proposal]
+    ) -> list[tuple[Proposal, tuple[dict[str, Any], tuple[str, Graded]]]]:
+        """The valid proposals with their task records and solver prompts. A task
+        whose solver prompt exceeds ``rollout.max_prompt_tokens`` cannot be learned
+        from: its proposal becomes invalid (``too_long``) and is left out."""
+        out = []
+        for p in proposals:
+            if not p.valid:
+                continue
+            record = self._task_record(p)
+            pair = self._solver_prompt(p.task, record)
+            if self._fits(pair[0]):
+                out.append((p, (record, pair)))
+            else:
+                p.valid = False
+                p.reason = "too_long: its solver prompt exceeds rollout.max_prompt_tokens"
+        return out
+
     def _pipelined(
         self,
         batches: Sequence[Sequence[str]],
@@ -267,11 +286,8 @@ class SelfPlay:
                         for program, g in zip(programs, outs, strict=True)
                     ]
                 validate_proposals(self.sandbox, proposals, self.rules)
-                for p in proposals:
-                    if p.valid:
-                        record = self._task_record(p)
-                        if self._fits(self._solver_prompt(p.task, record)[0]):
-                            self.buffer.add(p.task, record, 0)
+                for p, (record, _) in self._pose(proposals):
+                    self.buffer.add(p.task, record, 0)
             rounds += 1
         self.buffer.flush()
         return {f"seed/{t.value}/size": float(self.buffer.count(t)) for t in TaskType} | {
@@ -322,17 +338,11 @@ class SelfPlay:
 
         # 3. Learnability: n solver rollouts of each valid proposal, graded
         # per task type while the next type generates.
-        valid = [p for p, _ in proposals if p.valid]
-        records = {id(p): self._task_record(p) for p in valid}
-        posed = {id(p): self._solver_prompt(p.task, records[id(p)]) for p in valid}
-        for p in valid:
-            if not self._fits(posed[id(p)][0]):
-                # A task no solver prompt can show within the limit cannot be learned from.
-                p.valid = False
-                p.reason = "too_long: its solver prompt exceeds rollout.max_prompt_tokens"
-        valid = [p for p in valid if p.valid]
+        posable = self._pose([p for p, _ in proposals])
+        posed = {id(p): pose for p, pose in posable}
+        valid = [p for p, _ in posable]
         by_type = [[p for p in valid if p.task is t] for t in TaskType]
-        pairs_by_type = [[posed[id(p)] for p in group] for group in by_type]
+        pairs_by_type = [[posed[id(p)][1] for p in group] for group in by_type]
 
         def solve_rates(i: int, outs: list[list[Completion]]) -> list[float]:
             items = [
@@ -360,7 +370,7 @@ class SelfPlay:
         for p, completion in proposals:
             rate = solve_rate.get(id(p))
             if p.valid and rate is not None and self._admit(rate):
-                self.buffer.add(p.task, records[id(p)], step)
+                self.buffer.add(p.task, posed[id(p)][0], step)
             reward = proposer_reward(p.format_ok, p.valid, rate, sp.unlearnable_reward)
             scored.append(Scored(p.task, Role.PROPOSE, completion, reward))
         for t in TaskType:

@@ -44,9 +44,9 @@ class KLPenalty:
         """The reference's log-probabilities of ``batch``'s response tokens."""
         with torch.no_grad():
             if self.reference is not None:
-                return response_logprobs(self.reference, batch, pad_token_id)[0]
+                return response_logprobs(self.reference, batch, pad_token_id, entropy=False)[0]
             with model.disable_adapter():  # a peft model (DeepSpeed's engine passes it through)
-                return response_logprobs(model, batch, pad_token_id)[0]
+                return response_logprobs(model, batch, pad_token_id, entropy=False)[0]
 
 
 def micro_batches(samples: Sequence[Sample], size: int, token_budget: int = 0) -> list[list[Sample]]:
@@ -90,9 +90,10 @@ def _keep_argument_of(model_class: Any) -> str | None:
 
 
 def response_logprobs(
-    model: Any, batch: Sequence[Sample], pad_token_id: int
+    model: Any, batch: Sequence[Sample], pad_token_id: int, entropy: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Log-probs and entropies of the response tokens, ``[b, R]``, and their mask.
+    """Log-probs and entropies of the response tokens, ``[b, R]``, and their mask
+    (``entropy=False``: zeros in place of the entropies, which are not computed).
 
     Sequences are left-padded so that every response ends in the last column,
     with position ids that skip the padding; row ``i``'s response tokens are its
@@ -124,11 +125,11 @@ def response_logprobs(
     # The logits at column c predict the token at c + 1: the last R targets need
     # the R columns before the last one.
     logits = out.logits[:, -(longest + 1) : -1]
-    logprobs, entropy = token_stats(logits, ids[:, width - longest :].to(device))
+    logprobs, entropies = token_stats(logits, ids[:, width - longest :].to(device), entropy=entropy)
     mask = torch.zeros_like(logprobs)
     for row, s in enumerate(batch):
         mask[row, longest - len(s.response_ids) :] = 1.0
-    return logprobs, entropy, mask
+    return logprobs, entropies, mask
 
 
 def micro_batch_loss(
