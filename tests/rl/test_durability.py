@@ -50,6 +50,28 @@ def test_a_torn_metrics_line_is_dropped_on_resume(base: Path, tmp_path: Path) ->
     assert steps_logged(run) == [1, 2, 3, 4]
 
 
+def test_a_last_metrics_line_without_its_newline_is_mended(base: Path, tmp_path: Path) -> None:
+    run = _copy(base, tmp_path)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().rstrip("\n"))  # the newline never reached the disk
+    again = azr("train", "--resume", str(run), "--steps", "4")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert steps_logged(run) == [1, 2, 3, 4]  # step 4's line did not join step 3's
+
+
+def test_a_run_whose_checkpoints_are_all_damaged_is_not_started_over(base: Path, tmp_path: Path) -> None:
+    run = _copy(base, tmp_path)
+    for step in (2, 3):
+        optimizer = run / f"step_{step}" / "optimizer.pt"
+        optimizer.write_bytes(optimizer.read_bytes()[:-100])
+    logged = (run / "metrics.jsonl").read_text()
+    bad = azr("train", "--resume", str(run), "--steps", "4")
+    assert bad.returncode != 0 and "no complete checkpoint left" in bad.stderr, bad.stderr[-3000:]
+    assert "step_2, step_3 damaged" in bad.stderr
+    assert (run / "metrics.jsonl").read_text() == logged  # its history untouched
+    assert (run / "step_2").is_dir() and (run / "step_3").is_dir()
+
+
 def test_a_damaged_newest_checkpoint_is_passed_over(base: Path, tmp_path: Path) -> None:
     run = _copy(base, tmp_path)
     optimizer = run / "step_3" / "optimizer.pt"
@@ -87,6 +109,40 @@ def test_an_emptied_config_is_taken_from_the_checkpoint(base: Path, tmp_path: Pa
     assert restored == original  # not the defaults
 
 
+def test_a_full_disk_on_resume_is_not_blamed_on_the_checkpoint(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import azr.rl.run as runs
+    from rich.console import Console
+
+    run = _copy(base, tmp_path)
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runs, "Run", full_disk)
+    # The disk's error as it is, not "step_3 could not be loaded; move it away".
+    with pytest.raises(OSError, match="No space left"):
+        runs.train(resume=run, steps=4, console=Console(quiet=True))
+    assert [step for step, _ in checkpoints(run)] == [2, 3]
+
+
+def test_a_changed_seed_is_flagged_on_resume(base: Path, tmp_path: Path) -> None:
+    run = _copy(base, tmp_path)
+    said: list[str] = []
+    _, _, _, _, lock = prepare(None, ("run.seed=7", "run.save_every=2"), None, run, 4, warn=said.append)
+    lock.release()
+    assert said == ["run.seed changed on resume: the run no longer continues exactly as it would have"]
+
+
+def test_keeping_checkpoints_also_clears_older_damaged_ones(base: Path, tmp_path: Path) -> None:
+    run = _copy(base, tmp_path)
+    (run / "step_2" / "rng.pt").write_bytes(b"")  # damaged: kept by nothing, passed over by resume
+    again = azr("train", "--resume", str(run), "--steps", "5", "run.keep_checkpoints=1")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(("step_", ".step_"))) == ["step_5"]
+
+
 def test_one_process_at_a_time_holds_a_run_folder(base: Path, tmp_path: Path) -> None:
     run = _copy(base, tmp_path)
     lock = RunLock(run)
@@ -115,9 +171,13 @@ def test_new_runs_take_only_empty_folders_or_a_failed_start(tmp_path: Path) -> N
     failed.mkdir()
     (failed / "config.yaml").write_text(dump_config(load_config(_preset(None))))
     (failed / "buffer").mkdir()
+    # A kill during its first checkpoint or an atomic write leaves temporaries too.
+    (failed / ".step_0.tmp").mkdir()
+    (failed / ".config.yaml.4242.tmp").write_text("")
     _, folder, ckpt, start, lock = prepare(None, (), failed, None, 1)
     lock.release()
     assert ckpt is None and start == 0 and folder == failed.resolve()
+    assert not (failed / ".step_0.tmp").exists() and not (failed / ".config.yaml.4242.tmp").exists()
     _, _, ckpt, start, lock = prepare(None, (), None, failed, 1, warn=lambda _: None)
     lock.release()
     assert ckpt is None and start == 0 and not (failed / "buffer").exists()

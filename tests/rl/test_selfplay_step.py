@@ -172,3 +172,39 @@ def test_no_prompt_exceeds_the_prompt_limit(tiny_model_dir: Path, sandbox: Sandb
     assert m["propose/deduction/valid_rate"] == 1.0
     assert m["propose/abduction/valid_rate"] == 0.0  # valid programs, but unposable as abduction tasks
     assert buffer.count("abduction") == 2 and buffer.count("deduction") == 5
+
+
+class Garbage(ScriptedPolicy):
+    """Never writes a valid task; records the seed of every generate call."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        super().__init__(tokenizer)
+        self.seeds: list[int | None] = []
+
+    def respond(self, prompt: str) -> str:
+        return "no answer tags at all"
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        self.seeds.append(params.seed)
+        return super().generate(prompts, params)
+
+
+def test_seeding_rounds_never_share_a_prompt_seed(tiny_model_dir: Path, sandbox: Sandbox) -> None:
+    """Engines seed prompt i of a call with seed + i·n; while nothing valid comes back
+    every round shows the same prompts, so rounds whose seed ranges overlapped would
+    repeat each other's samples."""
+    batch = 4
+    config = load_config(None, [f"selfplay.batch_size={batch}", "model.dtype=float32"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    trainer = TorchTrainer(model, lr=1e-4, micro_batch_size=8, pad_token_id=tokenizer.pad_token_id)
+    policy = Garbage(tokenizer)
+    play = SelfPlay(config, sandbox, TaskBuffer(), policy, trainer, tokenizer, lambda: None)
+
+    seeded = play.seed(target=3, max_rounds=3, seed=5)
+
+    assert seeded["seed/rounds"] == 3.0
+    per_round = sorted({s for s in policy.seeds if s is not None})
+    assert len(per_round) == 3  # one seed a round, shared by that round's task types
+    used = [set(range(s, s + batch)) for s in per_round]
+    assert all(not (a & b) for a, b in itertools.combinations(used, 2)), per_round

@@ -75,6 +75,23 @@ def test_kl_penalty_is_off_by_default_and_k3_when_on() -> None:
     assert terms.kl.item() == pytest.approx(0.5 - math.log(0.5) - 1)
 
 
+def test_kl_penalty_ignores_padding_and_bounds_each_token() -> None:
+    # A padding column whose log-ratio would overflow exp must not turn the loss into NaN.
+    logp = torch.tensor([[math.log(0.5), -200.0]], requires_grad=True)
+    ref = torch.tensor([[math.log(0.25), 0.0]])
+    terms = policy_loss(
+        logp, logp.detach(), torch.zeros(1), torch.tensor([[1.0, 0.0]]), ref_logprobs=ref, kl_coef=1.0
+    )
+    assert terms.kl.item() == pytest.approx(0.5 - math.log(0.5) - 1)
+    terms.loss.backward()
+    assert torch.isfinite(logp.grad).all()
+    # A real token the policy has all but ruled out counts at most 10.
+    both = torch.ones(1, 2)
+    assert policy_loss(
+        logp, logp.detach(), torch.zeros(1), both, ref_logprobs=ref, kl_coef=1.0
+    ).kl.item() == (pytest.approx((0.5 - math.log(0.5) - 1 + 10.0) / 2))
+
+
 def test_helpers() -> None:
     logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]])
     assert token_logprobs(logits, torch.tensor([[0, 0]]))[0].tolist() == pytest.approx(

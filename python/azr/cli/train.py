@@ -36,7 +36,7 @@ def train_command(
     except AzrError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # a full disk, a read-only folder: the last checkpoint stays intact
-        raise click.ClickException(f"{_os_error(exc)}; the last complete checkpoint is intact") from exc
+        raise click.ClickException(f"{_os_error(exc)}; checkpoints already written are intact") from exc
 
 
 def _os_error(exc: OSError) -> str:

@@ -34,7 +34,9 @@ def nccl_environment() -> dict[str, str]:
         "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",
         # Dump the flight recorder on a timeout, so the stuck collective is known.
         "TORCH_NCCL_DUMP_ON_TIMEOUT": "1",
-        "TORCH_FR_BUFFER_SIZE": "2000",  # the flight recorder (was TORCH_NCCL_TRACE_BUFFER_SIZE)
+        # The flight recorder's size: torch >= 2.8 reads the first name, older the second.
+        "TORCH_FR_BUFFER_SIZE": "2000",
+        "TORCH_NCCL_TRACE_BUFFER_SIZE": "2000",
     }
 
 

@@ -107,7 +107,8 @@ def policy_loss(
 
     ``loss = mean_tokens(max(−A·ρ, −A·clip(ρ, 1±ε))) − c_H · mean_tokens(H) + c_KL · mean_tokens(KL)``
     with ``ρ = exp(logπ − logπ_old)`` and the k3 estimator
-    ``KL = exp(ref − logπ) − (ref − logπ) − 1`` when a reference is given.
+    ``KL = exp(ref − logπ) − (ref − logπ) − 1`` when a reference is given
+    (log-ratio clamped to ±20, each token's KL to at most 10).
     """
     if advantages.ndim == 1:
         advantages = advantages[:, None].expand_as(logprobs)
@@ -119,8 +120,12 @@ def policy_loss(
     ent = masked_mean(entropy, mask) if entropy is not None else zero
     kl = zero
     if ref_logprobs is not None and kl_coef:
-        delta = ref_logprobs - logprobs
-        kl = masked_mean(torch.exp(delta) - delta - 1.0, mask)
+        # Padding columns are zeroed before exp (an overflow there would make the
+        # masked mean inf·0 = NaN), and, as veRL's low_var_kl does, the log-ratio
+        # is clamped to ±20 and each token's estimate to 10, so one token the
+        # policy has all but ruled out cannot dominate the batch.
+        delta = torch.where(mask.bool(), ref_logprobs - logprobs, 0.0).clamp(-20.0, 20.0)
+        kl = masked_mean((torch.exp(delta) - delta - 1.0).clamp(max=10.0), mask)
     with torch.no_grad():
         clip_fraction = masked_mean(((ratio - 1.0).abs() > clip_eps).to(ratio.dtype), mask)
         approx_kl = masked_mean(0.5 * (logprobs - old_logprobs) ** 2, mask)

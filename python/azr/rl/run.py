@@ -46,9 +46,26 @@ STATE = "state.json"
 #: Overrides a resumed run may take and still continue exactly (where it runs,
 #: how often it saves and logs, how batches are split into micro-batches).
 RESUMABLE = ("run.", "resources.", "sandbox.workers", "sandbox.processes", "trainer.micro_batch_")
+#: Under those prefixes, what still changes the run: every draw is seeded by (run.seed, step).
+NOT_RESUMABLE = ("run.seed",)
 #: What a new run may find in its folder: what a start that stopped before its
 #: first checkpoint leaves behind.
 LEFT_BY_A_FAILED_START = {"config.yaml", "buffer", ".lock", ".sync", "tb", "wandb", "wandb_id"}
+
+
+def _temporary(name: str) -> bool:
+    """A checkpoint being written or deleted (``.step_N.tmp``, ``.step_N.del``) or an
+    atomic write (``.NAME.PID.tmp``) that a kill cut short."""
+    return name.startswith(".") and name.endswith((".tmp", ".del"))
+
+
+def _remove_temporaries(folder: Path) -> None:
+    for path in folder.iterdir():
+        if _temporary(path.name):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _damage(path: Path) -> str | None:
@@ -80,6 +97,20 @@ def checkpoints(run: Path, warn: Any = None) -> list[tuple[int, Path]]:
         elif warn is not None:
             warn(f"{path} is damaged ({damage}); passing over it")
     return sorted(found)
+
+
+def _damaged(run: Path) -> list[Path]:
+    """Checkpoints that say they are complete but whose files do not match."""
+    return sorted(
+        p
+        for p in run.glob("step_*")
+        if (p / STATE).is_file() and p.name[5:].isdigit() and _damage(p) is not None
+    )
+
+
+def _has_metrics(run: Path) -> bool:
+    path = run / "metrics.jsonl"
+    return path.is_file() and path.stat().st_size > 0
 
 
 def _fsync(path: Path) -> None:
@@ -283,6 +314,9 @@ class Run:
         # Everything on disk before state.json says so, and state.json on disk before
         # the rename: a crash leaves the last checkpoint or this one, whole.
         files = _sync_tree(tmp)
+        metrics = self.folder / "metrics.jsonl"
+        if metrics.is_file():  # the lines of the steps this checkpoint covers, before it counts
+            _fsync(metrics)
         _write_synced(tmp / STATE, json.dumps({"step": step, "time": time.time(), "files": files}))
         _fsync(tmp)
         shutil.rmtree(final, ignore_errors=True)
@@ -290,9 +324,18 @@ class Run:
         _fsync(self.folder)
         keep = self.config.run.keep_checkpoints
         if keep:
-            # Only complete checkpoints count, so the newest ones always survive.
-            for _, old in checkpoints(self.folder)[:-keep]:
-                shutil.rmtree(old, ignore_errors=True)
+            # Only complete checkpoints count, so the newest ones always survive;
+            # damaged ones older than those go too. Each is renamed out of the way
+            # first, so a deletion cut short leaves a temporary, not a damaged step.
+            done = checkpoints(self.folder)
+            oldest_kept = done[-keep:][0][0]
+            old = [p for _, p in done[:-keep]] + [
+                p for p in _damaged(self.folder) if int(p.name[5:]) < oldest_kept
+            ]
+            for path in old:
+                doomed = path.with_name(f".{path.name}.del")
+                os.replace(path, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
         return final
 
 
@@ -324,12 +367,14 @@ def _trim_metrics(path: Path, last_step: int, warn: Any = None) -> None:
     lines that do not parse (a write cut short); the file is replaced whole."""
     if not path.is_file():
         return
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    text = path.read_text(errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
     kept = [line for line in lines if (step := _step_of(line)) is not None and step <= last_step]
     torn = sum(_step_of(line) is None for line in lines)
     if torn and warn is not None:
         warn(f"{path}: dropped {torn} line(s) that do not parse (cut short by a crash or a full disk)")
-    if len(kept) != len(lines):
+    # Also when the last line lacks its newline: the next step's line would join it.
+    if len(kept) != len(lines) or (text and not text.endswith("\n")):
         write_atomically(path, "".join(line + "\n" for line in kept))
 
 
@@ -362,7 +407,7 @@ def _run_config(folder: Path, ckpt: Path | None, extra: tuple[str, ...], warn: A
         source = backup
     for text in extra:
         key = text.partition("=")[0].strip()
-        if not key.startswith(RESUMABLE):
+        if key in NOT_RESUMABLE or not key.startswith(RESUMABLE):
             warn(f"{key} changed on resume: the run no longer continues exactly as it would have")
     return load_config(source, extra)
 
@@ -388,10 +433,17 @@ def prepare(
             raise ConfigError(f"{resume}: not a run folder (no config.yaml)")
         lock = RunLock(folder)
         try:
-            for stale in folder.glob(".step_*.tmp"):
-                shutil.rmtree(stale, ignore_errors=True)
+            _remove_temporaries(folder)
             done = checkpoints(folder, warn)
             start, ckpt = done[-1] if done else (0, None)
+            if ckpt is None and (_damaged(folder) or _has_metrics(folder)):
+                # It trained: starting over would throw its history away.
+                raise ConfigError(
+                    f"{resume} has no complete checkpoint left ("
+                    + (", ".join(p.name for p in _damaged(folder)) or "none")
+                    + " damaged) though it has trained; restore a checkpoint from a copy, "
+                    "or move the folder away and start a new run"
+                )
             config = _run_config(folder, ckpt, extra, warn)
             config.run.out = str(resume)
             if ckpt is None:
@@ -408,14 +460,19 @@ def prepare(
     if (folder / "config.yaml").exists() and (checkpoints(folder) or (folder / "metrics.jsonl").exists()):
         raise ConfigError(f"{given} already holds a run; resume it with --resume {given} or choose --out")
     if folder.exists():
-        foreign = sorted(p.name for p in folder.iterdir() if p.name not in LEFT_BY_A_FAILED_START)
+        foreign = sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.name not in LEFT_BY_A_FAILED_START and not _temporary(p.name)
+        )
         if foreign:
             raise ConfigError(
                 f"{given} is not empty ({', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}); "
                 "a new run needs an empty or new folder"
             )
     lock = RunLock(folder)
-    shutil.rmtree(folder / "buffer", ignore_errors=True)  # a failed start's, if any
+    _remove_temporaries(folder)  # a failed start's, if any
+    shutil.rmtree(folder / "buffer", ignore_errors=True)
     config.run.out = str(given)
     return config, folder, None, 0, lock
 
@@ -485,22 +542,22 @@ def train(
             torch.manual_seed(config.run.seed)
         try:
             run = Run(config, folder, console, ckpt)
-        except (ConfigError, KeyboardInterrupt):
-            raise
+        except (ConfigError, KeyboardInterrupt, OSError, MemoryError, ImportError):
+            raise  # not the checkpoint's fault: a full disk, no memory, a missing package
         except Exception as exc:
-            if ckpt is None:
+            if ckpt is None or isinstance(exc, torch.cuda.OutOfMemoryError):  # a RuntimeError
                 raise
             older = [str(p) for _, p in checkpoints(folder)[:-1]]
             raise ConfigError(
                 f"{ckpt} could not be loaded ({type(exc).__name__}: {exc}); "
                 + (f"move it away to resume from {older[-1]}" if older else "no older checkpoint exists")
             ) from exc
-        # The run loaded with this config: now it is the folder's.
+        writer = _tensorboard(config, folder, start)
+        wandb = _wandb(config, folder)
+        # The run loaded and its loggers started with this config: now it is the folder's.
         write_atomically(folder / "config.yaml", dump_config(config))
         metrics_path = folder / "metrics.jsonl"
         _trim_metrics(metrics_path, start, warn)
-        writer = _tensorboard(config, folder, start)
-        wandb = _wandb(config, folder)
         if ckpt is None:
             sp = config.selfplay
             t = time.perf_counter()
@@ -628,14 +685,20 @@ def _wandb(config: Config, folder: Path) -> Any:
     id_file = folder / "wandb_id"
     if not id_file.is_file() or not id_file.read_text().strip():
         write_atomically(id_file, secrets.token_hex(4) + "\n")
-    return wandb.init(
-        project=config.run.wandb_project,
-        name=folder.resolve().name,
-        id=id_file.read_text().strip(),
-        resume="allow",
-        dir=str(folder),
-        config=to_dict(config),
-    )
+    try:
+        return wandb.init(
+            project=config.run.wandb_project,
+            name=folder.resolve().name,
+            id=id_file.read_text().strip(),
+            resume="allow",
+            dir=str(folder),
+            config=to_dict(config),
+        )
+    except Exception as exc:  # no API key, no network, a refused project: W&B's own errors
+        raise ConfigError(
+            f"run.wandb: W&B could not start ({type(exc).__name__}: {exc}); "
+            "log in with `wandb login`, set WANDB_MODE=offline, or set run.wandb=false"
+        ) from exc
 
 
 def _report(console: Console, step: int, total: int, m: dict[str, float]) -> None:

@@ -277,10 +277,14 @@ class SelfPlay:
                 if not group:
                     continue
                 proposals: list[Proposal] = []
+                # Each round's own seed: engines seed prompt i with seed + i, so
+                # seed + rounds would give round r+1 round r's samples shifted by
+                # one prompt, the same texts while the buffers are still empty.
+                round_seed = step_seed(seed, -(rounds + 1))
                 for task in group:
                     b = self.config.selfplay.batch_size
-                    rendered, programs = self._proposer_prompts(task, b, seed + rounds)
-                    outs = self.rollout.generate(rendered, self._params(1, seed + rounds))
+                    rendered, programs = self._proposer_prompts(task, b, round_seed)
+                    outs = self.rollout.generate(rendered, self._params(1, round_seed))
                     proposals += [
                         parse_proposal(task, g[0].text, self.rules, program)
                         for program, g in zip(programs, outs, strict=True)
