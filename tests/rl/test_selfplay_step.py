@@ -208,3 +208,18 @@ def test_seeding_rounds_never_share_a_prompt_seed(tiny_model_dir: Path, sandbox:
     assert len(per_round) == 3  # one seed a round, shared by that round's task types
     used = [set(range(s, s + batch)) for s in per_round]
     assert all(not (a & b) for a, b in itertools.combinations(used, 2)), per_round
+
+
+def test_the_prompt_limit_counts_tokens_not_characters(tiny_model_dir: Path, sandbox: Sandbox) -> None:
+    # Byte-level BPE spends up to four tokens on one character (an emoji here).
+    config = load_config(None, ["rollout.max_prompt_tokens=100", "model.dtype=float32"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    trainer = TorchTrainer(model, lr=1e-4, micro_batch_size=8, pad_token_id=tokenizer.pad_token_id)
+    play = SelfPlay(
+        config, sandbox, TaskBuffer(), ScriptedPolicy(tokenizer), trainer, tokenizer, lambda: None
+    )
+    wide = "\N{GRINNING FACE}" * 40
+    assert len(wide) < 100 < len(tokenizer(wide, add_special_tokens=False)["input_ids"])
+    assert not play._fits(wide)
+    assert play._fits("x" * 90) and not play._fits("x " * 101)

@@ -56,3 +56,24 @@ def test_logprobs_match_a_forward_pass(engine: HFRollout) -> None:
         torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(c.token_ids)[:, None]).squeeze(-1)
     )
     assert torch.allclose(torch.tensor(c.logprobs), expected, atol=1e-4)
+
+
+def test_special_tokens_are_added_once(tiny_model_dir: Path) -> None:
+    """A tokenizer that adds a BOS (Llama-style) gets it on a plain prompt, and not a
+    second one on a prompt whose text already starts with it (a chat template's)."""
+    from azr.rollout.base import prompt_ids
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    bos = tokenizer.eos_token  # the tiny vocabulary's one special token, standing in
+    tokenizer.bos_token = bos
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tokenizer.convert_tokens_to_ids(bos))]
+    )
+    bos_id = tokenizer.convert_tokens_to_ids(bos)
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    assert prompt_ids(tokenizer, "x") == [bos_id, *plain]
+    assert prompt_ids(tokenizer, f"{bos}x") == [bos_id, *plain]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    out = HFRollout(model, tokenizer).generate(["x", f"{bos}x"], SamplingParams(max_tokens=2, seed=0))
+    assert [g[0].prompt_ids for g in out] == [[bos_id, *plain]] * 2

@@ -42,6 +42,7 @@ from azr.buffer import TaskBuffer
 from azr.config import Config
 from azr.rl.advantages import group_normalize
 from azr.rollout import Completion, RolloutEngine, SamplingParams
+from azr.rollout.base import prompt_ids
 from azr.sandbox import Sandbox
 from azr.tasks import prompts
 from azr.tasks.rewards import proposer_reward
@@ -107,6 +108,7 @@ class SelfPlay:
         self.rollout = rollout
         self.trainer = trainer
         self.tokenizer = tokenizer
+        self._specials = len(prompt_ids(tokenizer, ""))  # what the tokenizer adds to any text
         self.sync = sync
         sp = config.selfplay
         self.rules = Rules(
@@ -138,11 +140,13 @@ class SelfPlay:
 
     def _fits(self, prompt: str) -> bool:
         """Whether a rendered prompt is within ``rollout.max_prompt_tokens`` (SPEC §5:
-        6144): engines never see a longer one, so none is cut."""
+        6144) as the engines tokenize it: engines never see a longer one, so none is cut."""
         limit = self.config.rollout.max_prompt_tokens
-        if len(prompt) <= limit:  # a token is at least one character
+        # Without tokenizing: a token of text covers at least one UTF-8 byte (byte-level
+        # BPE; SentencePiece may add a lone word-start piece), plus the special tokens.
+        if len(prompt.encode()) + 1 + self._specials <= limit:
             return True
-        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= limit
+        return len(prompt_ids(self.tokenizer, prompt)) <= limit
 
     def _references(self, task: TaskType, seed: int) -> list[Triplet]:
         refs = [

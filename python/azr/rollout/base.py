@@ -44,3 +44,13 @@ class RolloutEngine(Protocol):
     def load_weights(self, state_dict: dict[str, Any]) -> None:
         """Take the trainer's latest weights."""
         ...
+
+
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """A prompt's token ids as every engine feeds them to the model: with the
+    tokenizer's special tokens (a BOS for Llama-style tokenizers, nothing for
+    Qwen's), except when the text already begins with the BOS, as a chat
+    template renders it, which would otherwise start with two."""
+    bos = getattr(tokenizer, "bos_token", None)
+    add = not (isinstance(bos, str) and bos and prompt.startswith(bos))
+    return list(tokenizer(prompt, add_special_tokens=add)["input_ids"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from azr.rollout.base import Completion, SamplingParams
+from azr.rollout.base import Completion, SamplingParams, prompt_ids
 
 
 class HFRollout:
@@ -47,7 +47,7 @@ class HFRollout:
 
     def _batch(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
         tok = self.tokenizer
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok.pad({"input_ids": [prompt_ids(tok, p) for p in prompts]}, return_tensors="pt")
         ids, mask = (
             enc["input_ids"][:, -self.max_prompt_tokens :],
             enc["attention_mask"][:, -self.max_prompt_tokens :],

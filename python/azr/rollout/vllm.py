@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from azr.config import ConfigError
-from azr.rollout.base import Completion, SamplingParams
+from azr.rollout.base import Completion, SamplingParams, prompt_ids
 
 #: The vLLM releases this backend is written against: ``collective_rpc`` by method name,
 #: ``worker_extension_cls``, sleep mode, V1 outputs, ``LoRARequest``, ``add_lora``. Read in
@@ -258,15 +258,17 @@ class VLLMRollout:
             if params.seed is None
             else [sampling(params.seed + i * max(params.n, 1)) for i in range(len(prompts))]
         )
-        outputs = self.llm.generate(list(prompts), sp, use_tqdm=False, lora_request=self.adapter)
+        # Token ids, not text: the same ids the HF engine and the prompt-length check use.
+        requests = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts]
+        outputs = self.llm.generate(requests, sp, use_tqdm=False, lora_request=self.adapter)
         result = []
         for out in outputs:
-            prompt_ids = list(out.prompt_token_ids or [])
+            fed = list(out.prompt_token_ids or [])
             group = []
             for c in out.outputs:
                 ids = list(c.token_ids)
                 lps = [float(step[t].logprob) for t, step in zip(ids, c.logprobs or [], strict=False)]
-                group.append(Completion(prompt_ids, ids, c.text, lps, c.finish_reason == "stop"))
+                group.append(Completion(fed, ids, c.text, lps, c.finish_reason == "stop"))
             result.append(group)
         return result
 
