@@ -183,6 +183,15 @@ def test_new_runs_take_only_empty_folders_or_a_failed_start(tmp_path: Path) -> N
     assert ckpt is None and start == 0 and not (failed / "buffer").exists()
 
 
+def test_a_new_run_never_clears_the_seeds_it_is_told_to_import(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "buffer").mkdir(parents=True)
+    (run / "buffer" / "seeds.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="inside the new run's own buffer"):
+        prepare(None, (f"selfplay.seed_buffer={run / 'buffer'}",), run, None, 1)
+    assert (run / "buffer" / "seeds.jsonl").is_file()
+
+
 def test_seeding_never_writes_into_a_folder_with_files(tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     (mine / "sub").mkdir(parents=True)

@@ -470,6 +470,12 @@ def prepare(
                 f"{given} is not empty ({', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}); "
                 "a new run needs an empty or new folder"
             )
+    seeds = config.selfplay.seed_buffer
+    if seeds and Path(seeds).resolve().is_relative_to(folder / "buffer"):
+        raise ConfigError(
+            f"selfplay.seed_buffer {seeds!r} is inside the new run's own buffer folder, "
+            "which a new run starts empty; seed into another folder"
+        )
     lock = RunLock(folder)
     _remove_temporaries(folder)  # a failed start's, if any
     shutil.rmtree(folder / "buffer", ignore_errors=True)
