@@ -35,11 +35,14 @@ KL = "kl" in sys.argv[5:]
 
 
 def kl_penalty(folder: str):  # type: ignore[no-untyped-def]
-    """With ``kl``: a penalty of 0.5 × KL to the model as loaded from ``folder``."""
+    """With ``kl``: a penalty of 0.5 × KL to the model as loaded from ``folder``
+    (with ``lora``: to the policy with its adapters off, as a LoRA run does)."""
     if not KL:
         return None
     from azr.train.batching import KLPenalty
 
+    if LORA:
+        return KLPenalty(0.5, None)
     reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).requires_grad_(False)
     return KLPenalty(0.5, reference)
 

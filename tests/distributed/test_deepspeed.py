@@ -133,10 +133,15 @@ def test_zero2_with_a_kl_penalty_matches_the_torch_trainer(tiny_model_dir: Path,
     assert max(float((with_kl[k] - plain[k]).abs().max()) for k in plain) > 1e-4
 
 
-def test_lora_under_zero_matches_the_torch_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kl", [False, True], ids=["plain", "kl"])
+def test_lora_under_zero_matches_the_torch_trainer(kl: bool, tiny_model_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("peft", reason="LoRA needs peft: pip install 'azr[train]'")
-    _launch("torch", tiny_model_dir, tmp_path / "torch", 2, lora=True)
-    _launch("straight", tiny_model_dir, tmp_path / "ds", 2, lora=True)
+    _launch("torch", tiny_model_dir, tmp_path / "torch", 2, lora=True, kl=kl)
+    _launch("straight", tiny_model_dir, tmp_path / "ds", 2, lora=True, kl=kl)
+    if kl:  # the reference is the policy with its adapters off, reached through DeepSpeed's engine
+        _launch("torch", tiny_model_dir, tmp_path / "plain", 2, lora=True)
+        with_kl, plain_lora = _params(tmp_path / "torch"), _params(tmp_path / "plain")
+        assert max(float((with_kl[k] - plain_lora[k]).abs().max()) for k in plain_lora) > 1e-5
     plain, zero = _params(tmp_path / "torch"), _params(tmp_path / "ds")
     assert any("lora_" in k for k in plain)
     base = {k: v for k, v in plain.items() if "lora_" not in k}
