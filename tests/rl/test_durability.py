@@ -127,6 +127,26 @@ def test_a_full_disk_on_resume_is_not_blamed_on_the_checkpoint(
     assert [step for step, _ in checkpoints(run)] == [2, 3]
 
 
+def test_a_logger_that_cannot_start_leaves_the_config_as_it_was(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wandb = pytest.importorskip("wandb", reason="needs wandb: pip install 'azr[dev]'")
+    import azr.rl.run as runs
+    from rich.console import Console
+
+    run = _copy(base, tmp_path)
+    before = (run / "config.yaml").read_text()
+
+    def refused(**kwargs: object) -> None:
+        raise RuntimeError("api_key not configured (no-tty)")
+
+    monkeypatch.setattr(wandb, "init", refused)
+    with pytest.raises(ConfigError, match="W&B could not start"):
+        runs.train(overrides=("run.wandb=true",), resume=run, steps=4, console=Console(quiet=True))
+    assert (run / "config.yaml").read_text() == before  # a plain --resume still works
+    assert steps_logged(run) == [1, 2, 3]
+
+
 def test_a_changed_seed_is_flagged_on_resume(base: Path, tmp_path: Path) -> None:
     run = _copy(base, tmp_path)
     said: list[str] = []
