@@ -52,7 +52,7 @@ def _stats(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def _chosen(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    chosen = token_logprobs(logits, tokens)
     return chosen, torch.zeros_like(chosen)
 
 

@@ -84,28 +84,26 @@ def _damage(path: Path) -> str | None:
     return None
 
 
+def _claimed(run: Path) -> list[tuple[int, Path, str | None]]:
+    """Every checkpoint that says it is complete (has its ``state.json``), oldest
+    first, with why it cannot be trusted (None: its files match)."""
+    return sorted(
+        (int(p.name[5:]), p, _damage(p))
+        for p in run.glob("step_*")
+        if p.name[5:].isdigit() and (p / STATE).is_file()
+    )
+
+
 def checkpoints(run: Path, warn: Any = None) -> list[tuple[int, Path]]:
     """Complete checkpoints, oldest first. One whose files do not match what its
     ``state.json`` lists is left out (``warn`` is told why)."""
     found = []
-    for path in run.glob("step_*"):
-        if not (path / STATE).is_file() or not path.name[5:].isdigit():
-            continue
-        damage = _damage(path)
+    for step, path, damage in _claimed(run):
         if damage is None:
-            found.append((int(path.name[5:]), path))
+            found.append((step, path))
         elif warn is not None:
             warn(f"{path} is damaged ({damage}); passing over it")
-    return sorted(found)
-
-
-def _damaged(run: Path) -> list[Path]:
-    """Checkpoints that say they are complete but whose files do not match."""
-    return sorted(
-        p
-        for p in run.glob("step_*")
-        if (p / STATE).is_file() and p.name[5:].isdigit() and _damage(p) is not None
-    )
+    return found
 
 
 def _has_metrics(run: Path) -> bool:
@@ -327,12 +325,9 @@ class Run:
             # Only complete checkpoints count, so the newest ones always survive;
             # damaged ones older than those go too. Each is renamed out of the way
             # first, so a deletion cut short leaves a temporary, not a damaged step.
-            done = checkpoints(self.folder)
-            oldest_kept = done[-keep:][0][0]
-            old = [p for _, p in done[:-keep]] + [
-                p for p in _damaged(self.folder) if int(p.name[5:]) < oldest_kept
-            ]
-            for path in old:
+            claimed = _claimed(self.folder)
+            oldest_kept = [step for step, _, damage in claimed if damage is None][-keep:][0]
+            for path in [path for step, path, _ in claimed if step < oldest_kept]:
                 doomed = path.with_name(f".{path.name}.del")
                 os.replace(path, doomed)
                 shutil.rmtree(doomed, ignore_errors=True)
@@ -368,9 +363,9 @@ def _trim_metrics(path: Path, last_step: int, warn: Any = None) -> None:
     if not path.is_file():
         return
     text = path.read_text(errors="replace")
-    lines = [line for line in text.splitlines() if line.strip()]
-    kept = [line for line in lines if (step := _step_of(line)) is not None and step <= last_step]
-    torn = sum(_step_of(line) is None for line in lines)
+    lines = [(line, _step_of(line)) for line in text.splitlines() if line.strip()]
+    kept = [line for line, step in lines if step is not None and step <= last_step]
+    torn = sum(step is None for _, step in lines)
     if torn and warn is not None:
         warn(f"{path}: dropped {torn} line(s) that do not parse (cut short by a crash or a full disk)")
     # Also when the last line lacks its newline: the next step's line would join it.
@@ -436,12 +431,12 @@ def prepare(
             _remove_temporaries(folder)
             done = checkpoints(folder, warn)
             start, ckpt = done[-1] if done else (0, None)
-            if ckpt is None and (_damaged(folder) or _has_metrics(folder)):
+            damaged = [p.name for _, p, damage in _claimed(folder) if damage] if ckpt is None else []
+            if ckpt is None and (damaged or _has_metrics(folder)):
                 # It trained: starting over would throw its history away.
                 raise ConfigError(
-                    f"{resume} has no complete checkpoint left ("
-                    + (", ".join(p.name for p in _damaged(folder)) or "none")
-                    + " damaged) though it has trained; restore a checkpoint from a copy, "
+                    f"{resume} has no complete checkpoint left ({', '.join(damaged) or 'none'} damaged) "
+                    "though it has trained; restore a checkpoint from a copy, "
                     "or move the folder away and start a new run"
                 )
             config = _run_config(folder, ckpt, extra, warn)
