@@ -14,8 +14,9 @@ import yaml
 pytest.importorskip("transformers", reason="needs the training stack: pip install 'azr[train]'")
 
 from azr._core import ConfigError
+from azr.buffer import TaskBuffer
 from azr.config import dump_config, load_config
-from azr.rl.run import RunLock, _preset, checkpoints, prepare
+from azr.rl.run import RunLock, _import_seeds, _preset, checkpoints, prepare
 
 from tests.rl.test_train_e2e import azr, steps_logged
 
@@ -219,3 +220,20 @@ def test_seeding_never_writes_into_a_folder_with_files(tmp_path: Path) -> None:
     bad = azr("seed", "--out", str(mine))
     assert bad.returncode != 0 and "is not empty" in bad.stderr
     assert (mine / "precious.txt").read_text() == "keep" and (mine / "sub").is_dir()
+
+
+def test_seeds_from_an_export_enter_at_step_zero(tmp_path: Path) -> None:
+    # An export of a trained run's buffer: its entries carry that run's steps.
+    old = TaskBuffer()
+    old.add_many(
+        [("deduction", {"program": f"def f(a):\n    return a + {i}", "input": "1"}, 200) for i in range(5)]
+    )
+    export = tmp_path / "seeds.jsonl"
+    old.export_jsonl(export)
+    new = TaskBuffer()
+    assert _import_seeds(new, export) == 5
+    assert [e.step for e in new.entries("deduction")] == [0] * 5
+    assert new.recent("deduction", since_step=1) == []  # none of them counts as the last step's
+    export.write_bytes(export.read_bytes() + b'{"task_type": "deduction", "record": 3}\n')
+    with pytest.raises(ConfigError, match="line 6: not a buffer export line"):
+        _import_seeds(TaskBuffer(), export)

@@ -175,26 +175,27 @@ def test_no_prompt_exceeds_the_prompt_limit(tiny_model_dir: Path, sandbox: Sandb
 
 
 class Garbage(ScriptedPolicy):
-    """Never writes a valid task; records the seed of every generate call."""
+    """Never writes a valid task; records the per-prompt seeds of every generate call."""
 
     def __init__(self, tokenizer: Any) -> None:
         super().__init__(tokenizer)
-        self.seeds: list[int | None] = []
+        self.seeds: list[range] = []
 
     def respond(self, prompt: str) -> str:
         return "no answer tags at all"
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
-        self.seeds.append(params.seed)
+        assert params.seed is not None
+        self.seeds.append(range(params.seed, params.seed + len(prompts) * params.n))
         return super().generate(prompts, params)
 
 
-def test_seeding_rounds_never_share_a_prompt_seed(tiny_model_dir: Path, sandbox: Sandbox) -> None:
-    """Engines seed prompt i of a call with seed + i·n; while nothing valid comes back
-    every round shows the same prompts, so rounds whose seed ranges overlapped would
-    repeat each other's samples."""
-    batch = 4
-    config = load_config(None, [f"selfplay.batch_size={batch}", "model.dtype=float32"])
+def test_no_two_batches_share_a_prompt_seed(tiny_model_dir: Path, sandbox: Sandbox) -> None:
+    """Engines seed prompt i of a call with seed + i·n. While nothing valid comes
+    back every seeding round shows the same prompts, and a step's batches of
+    different task types can pose the same task, so calls whose seed ranges
+    overlapped would repeat each other's samples."""
+    config = load_config(None, ["selfplay.batch_size=4", "model.dtype=float32"])
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     trainer = TorchTrainer(model, lr=1e-4, micro_batch_size=8, pad_token_id=tokenizer.pad_token_id)
@@ -202,12 +203,12 @@ def test_seeding_rounds_never_share_a_prompt_seed(tiny_model_dir: Path, sandbox:
     play = SelfPlay(config, sandbox, TaskBuffer(), policy, trainer, tokenizer, lambda: None)
 
     seeded = play.seed(target=3, max_rounds=3, seed=5)
+    play.step(1, seed=6)
 
     assert seeded["seed/rounds"] == 3.0
-    per_round = sorted({s for s in policy.seeds if s is not None})
-    assert len(per_round) == 3  # one seed a round, shared by that round's task types
-    used = [set(range(s, s + batch)) for s in per_round]
-    assert all(not (a & b) for a, b in itertools.combinations(used, 2)), per_round
+    assert len(policy.seeds) >= 3 * 3 + 3  # deduction, abduction, induction a round; proposers and solvers
+    for a, b in itertools.combinations(policy.seeds, 2):
+        assert not set(a) & set(b), (a, b)
 
 
 def test_the_prompt_limit_counts_tokens_not_characters(tiny_model_dir: Path, sandbox: Sandbox) -> None:

@@ -67,52 +67,6 @@ def test_program_fallback_to_an_unlabeled_fence_with_a_def() -> None:
         parsing.program_block("```\nx = 1\n```")
 
 
-def test_first_function_is_renamed_to_f_keeping_formatting() -> None:
-    source = "def solve(x):  # entry\n    return solve2(x) if x else 0\n\ndef solve2(y):\n    return solve(y - 1)\n"
-    renamed = parsing.rename_entry_to_f(source)
-    assert renamed.startswith("def f(x):  # entry")
-    assert "return f(y - 1)" in renamed and "solve2" in renamed
-    assert parsing.rename_entry_to_f("def f(a):\n    return a") == "def f(a):\n    return a"
-
-
-def test_helpers_before_f_leave_f_the_entry() -> None:
-    helper_first = "def helper(a):\n    return 2 * a\n\ndef f(a):\n    return helper(a) + 1\n"
-    assert parsing.rename_entry_to_f(helper_first) == helper_first
-    parsing.check_entry(parsing.parse_program(helper_first), single_function=False)
-    with pytest.raises(ParseError, match="exactly one function"):
-        parsing.check_entry(parsing.parse_program(helper_first), single_function=True)
-
-
-def test_renaming_refuses_when_f_is_taken() -> None:
-    with pytest.raises(ParseError, match="already used"):
-        parsing.rename_entry_to_f("def g(a):\n    f = 2\n    return a + f")
-
-
-def test_entry_rules() -> None:
-    tree = parsing.parse_program
-    parsing.check_entry(tree("import math\ndef f(a):\n    return math.sqrt(a)"), single_function=True)
-    with pytest.raises(ParseError, match="at least one argument"):
-        parsing.check_entry(tree("def f():\n    return 1"), single_function=True)
-    with pytest.raises(ParseError, match="exactly one function"):
-        parsing.check_entry(tree("def f(a):\n    def g(b):\n        return b\n    return g(a)"), True)
-    with pytest.raises(ParseError, match="exactly one function"):
-        parsing.check_entry(tree("class A:\n    pass\ndef f(a):\n    return a"), True)
-    parsing.check_entry(tree("def f(a):\n    def g(b):\n        return b\n    return g(a)"), False)
-    with pytest.raises(ParseError, match="must define f"):
-        parsing.check_entry(tree("x = 1"), True)
-
-
-def test_imports_are_collected() -> None:
-    tree = parsing.parse_program("import math\nfrom collections import Counter as C\ndef f(a):\n    return a")
-    assert parsing.imports(tree) == ["import math", "from collections import Counter as C"]
-
-
-def test_syntax_errors_and_null_bytes_are_parse_errors() -> None:
-    for bad in ["def f(:\n", "def f(a):\n    return a\x00", "(" * 300 + "1" + ")" * 300]:
-        with pytest.raises(ParseError):
-            parsing.parse_program(bad)
-
-
 def test_solver_answers_and_their_fallbacks() -> None:
     assert parsing.solver_answer(TaskType.DEDUCTION, "```output\n[1, 2]\n```") == "[1, 2]"
     assert parsing.solver_answer(TaskType.DEDUCTION, "  [1, 2] ") == "[1, 2]"

@@ -54,6 +54,14 @@ def test_what_each_prompt_shows_and_hides() -> None:
     assert "10 different inputs" in prompts.induction_proposer(t.program)
 
 
+def test_proposer_prompts_state_the_one_function_rule_when_it_is_on() -> None:
+    for task in (TaskType.DEDUCTION, TaskType.ABDUCTION):
+        strict = prompts.instruction(task, Role.PROPOSE, references=[ZERO_TRIPLET])
+        loose = prompts.instruction(task, Role.PROPOSE, references=[ZERO_TRIPLET], single_function=False)
+        assert "`f` is the only function" in strict and "Helper functions" not in strict
+        assert "Helper functions and classes are allowed" in loose and "only function" not in loose
+
+
 def test_missing_pieces_and_unknown_templates_raise() -> None:
     with pytest.raises(ValueError):
         prompts.instruction(TaskType.DEDUCTION, Role.SOLVE)

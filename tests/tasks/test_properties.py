@@ -56,9 +56,17 @@ def test_parsing_never_raises_anything_but_parse_error(text: str, template: str)
     for task in TaskType:
         try:
             parsing.solver_answer(task, answer)
-            parsing.rename_entry_to_f(parsing.program_block(answer))
+            parsing.program_block(answer)
         except parsing.ParseError:
             pass
+
+
+@given(text=TEXT, rules=st.sampled_from(["none", "one_function", "helpers"]))
+@SETTINGS
+def test_shaping_any_text_gives_a_program_or_a_syntax_error(sandbox: Sandbox, text: str, rules: str) -> None:
+    for program in (text, f"def g(a):\n    {text}"):
+        [result] = sandbox.shape_batch([(program, rules)])
+        assert (result.ok and result.output) or (result.error and result.error.kind == "syntax"), result
 
 
 @given(text=TEXT, task=st.sampled_from(list(TaskType)))

@@ -114,7 +114,36 @@ def test_induction_shape_rules(sandbox: Sandbox) -> None:
         assert p.format_ok and not p.valid and p.reason, name
 
 
+def test_a_message_may_use_words_the_code_also_uses(sandbox: Sandbox) -> None:
+    program = (
+        "def f(nums):\n    for n in nums:\n        if n > 10:\n            return True\n    return False"
+    )
+    inputs = [f"[{i}, {i * 7}]" for i in range(10)]
+    plain = proposal(
+        TaskType.INDUCTION,
+        _induction_answer(inputs, "True if some number exceeds 10; otherwise return False."),
+        program,
+    )
+    copied = proposal(
+        TaskType.INDUCTION,
+        _induction_answer(inputs, "It does: for n in nums: if n > 10: return True"),
+        program,
+    )
+    validate_proposals(sandbox, [plain, copied])
+    assert plain.valid, plain.reason
+    assert not copied.valid and copied.reason == "the message contains the program's code"
+
+
 TRIPLET = Triplet("def f(x):\n    return x % 10 == 3", "13", "True")
+
+
+def test_text_that_is_not_valid_unicode_is_a_format_failure(sandbox: Sandbox) -> None:
+    bad = r1("```output\n'\ud800'\n```")
+    [result] = grade(sandbox, [Graded(TaskType.DEDUCTION, bad, triplet=TRIPLET)])
+    assert not result.format_ok and result.reward == -1.0
+    p = proposal(TaskType.DEDUCTION, r1("```python\ndef f(x):\n    return '\udfff'\n```\n```input\n1\n```"))
+    validate_proposals(sandbox, [p])
+    assert not p.format_ok and not p.valid
 
 
 def test_grading_all_three_tasks(sandbox: Sandbox) -> None:

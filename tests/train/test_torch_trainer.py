@@ -63,6 +63,19 @@ def test_gradient_norm_is_clipped(tiny_model_dir: Path) -> None:
     assert metrics["train/grad_norm"] > 1e-3  # reported before clipping; the step used the clipped norm
 
 
+def test_a_step_with_a_nonfinite_gradient_is_skipped(tiny_model_dir: Path) -> None:
+    model = _model(tiny_model_dir)
+    trainer = TorchTrainer(model, lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    metrics = trainer.step([Sample([5], [6, 7], float("nan")), Sample([5], [8], 1.0)])
+    assert metrics["train/nonfinite_skipped"] == 1.0
+    assert all(p.equal(b) for p, b in zip(model.parameters(), before, strict=True))
+    assert not any(trainer.optimizer.state.values())  # Adam's moments untouched too
+    metrics = trainer.step(SAMPLES)
+    assert metrics["train/nonfinite_skipped"] == 0.0
+    assert any(not p.equal(b) for p, b in zip(model.parameters(), before, strict=True))
+
+
 def test_empty_responses_are_skipped(tiny_model_dir: Path) -> None:
     assert TorchTrainer(_model(tiny_model_dir)).step([Sample([1, 2], [], 1.0)]) == {"train/skipped": 1.0}
 

@@ -301,13 +301,14 @@ impl TaskBuffer {
             .unwrap_or_default()
     }
 
-    /// Add one record (a JSON object as bytes). Returns `false` for a duplicate.
+    /// Add one record (a JSON object as bytes). Returns whether it is stored:
+    /// `false` for a duplicate, or for a newcomer a full reservoir passes over.
     pub fn add(&self, task: TaskType, record: &[u8], step: u64) -> Result<bool, Error> {
         Ok(self.add_many(&[(task, record, step)])?[0])
     }
 
-    /// Add many records under one lock; results in order. Records are checked
-    /// before any is added, so a bad record adds nothing.
+    /// Add many records under one lock; results (stored or not, as `add`) in
+    /// order. Records are checked before any is added, so a bad record adds nothing.
     pub fn add_many(&self, items: &[(TaskType, &[u8], u64)]) -> Result<Vec<bool>, Error> {
         let hashes = items
             .iter()
@@ -347,8 +348,7 @@ impl TaskBuffer {
         w.next_id = next_id;
         let mut accepted = Vec::with_capacity(items.len());
         for ((task, _, _), entry) in items.iter().zip(plan) {
-            accepted.push(entry.is_some());
-            match entry {
+            accepted.push(match entry {
                 Some(entry) => place(
                     &self.lanes,
                     &self.config,
@@ -361,8 +361,9 @@ impl TaskBuffer {
                     self.lanes[task.index()]
                         .duplicates
                         .fetch_add(1, Ordering::Relaxed);
+                    false
                 }
-            }
+            });
         }
         Ok(accepted)
     }
@@ -641,9 +642,10 @@ impl TaskBuffer {
     }
 }
 
-/// Put an accepted entry into its lane, evicting per the policy.
-/// `fresh` is false only for entries loaded from a snapshot, whose counters
-/// the snapshot header already holds.
+/// Put an accepted entry into its lane, evicting per the policy; whether it
+/// was stored (a full reservoir passes over most newcomers). `fresh` is false
+/// only for entries loaded from a snapshot, whose counters the snapshot header
+/// already holds.
 fn place(
     lanes: &[Lane; 3],
     config: &BufferConfig,
@@ -651,7 +653,7 @@ fn place(
     task: TaskType,
     entry: Arc<Entry>,
     fresh: bool,
-) {
+) -> bool {
     let t = task.index();
     let lane = &lanes[t];
     if fresh {
@@ -680,20 +682,24 @@ fn place(
             lane.evicted.fetch_add(1, Ordering::Relaxed);
             let index = lane.slots.push(entry);
             w.hashes[t].insert(hash, index);
+            true
         }
         (Some(cap), Eviction::Reservoir) if live >= cap => {
             lane.evicted.fetch_add(1, Ordering::Relaxed);
-            if let Some(slot) = reservoir_slot(config.seed, t, w.seen[t], cap) {
-                if let Some(old) = lane.slots.get(slot) {
-                    w.hashes[t].remove(&old.hash);
-                }
-                lane.slots.replace(slot, entry);
-                w.hashes[t].insert(hash, slot);
+            let Some(slot) = reservoir_slot(config.seed, t, w.seen[t], cap) else {
+                return false;
+            };
+            if let Some(old) = lane.slots.get(slot) {
+                w.hashes[t].remove(&old.hash);
             }
+            lane.slots.replace(slot, entry);
+            w.hashes[t].insert(hash, slot);
+            true
         }
         _ => {
             let index = lane.slots.push(entry);
             w.hashes[t].insert(hash, index);
+            true
         }
     }
 }

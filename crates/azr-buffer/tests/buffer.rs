@@ -16,9 +16,12 @@ fn record(i: usize) -> Vec<u8> {
 }
 
 fn filled(n: usize, config: BufferConfig) -> TaskBuffer {
+    // A full reservoir passes over most newcomers; nothing else refuses a new record.
+    let all_stored = config.eviction != Eviction::Reservoir;
     let buffer = TaskBuffer::new(config).unwrap();
     for i in 0..n {
-        assert!(buffer.add(D, &record(i), i as u64 / 10).unwrap());
+        let stored = buffer.add(D, &record(i), i as u64 / 10).unwrap();
+        assert!(stored || !all_stored);
     }
     buffer
 }
@@ -429,4 +432,29 @@ fn a_folder_without_permission_is_a_clear_error() {
         text.contains("/sys/azr-buffer-test") && text.contains("not permitted"),
         "{text}"
     );
+}
+
+#[test]
+fn add_reports_whether_a_full_reservoir_kept_the_newcomer() {
+    let buffer = TaskBuffer::new(BufferConfig {
+        capacity: Some(3),
+        eviction: Eviction::Reservoir,
+        seed: 5,
+        ..Default::default()
+    })
+    .unwrap();
+    let stored: Vec<bool> = (0..40)
+        .map(|i| buffer.add(D, &record(i), 0).unwrap())
+        .collect();
+    assert!(stored[..3].iter().all(|&s| s));
+    // A full reservoir of 3 keeps about 3 ln(40/3) ≈ 8 of the other 37.
+    let passed_over = stored.iter().filter(|&&s| !s).count();
+    assert!((20..37).contains(&passed_over), "{stored:?}");
+    // Ids follow the order of adding: every live entry was reported stored.
+    for id in ids(&buffer.live_entries(D)) {
+        assert!(
+            stored[id as usize],
+            "entry {id} is live but was reported as not stored"
+        );
+    }
 }

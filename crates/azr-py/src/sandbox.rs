@@ -1,7 +1,7 @@
 //! `azr._core.Sandbox`: the Rust sandbox with the GIL released around every call.
 
 use crate::error::{ConfigError, Error};
-use azr_sandbox::{Check, Job, Sandbox, SandboxConfig};
+use azr_sandbox::{Check, EntryRules, Job, Sandbox, SandboxConfig};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::BoundObject;
@@ -279,6 +279,28 @@ impl PySandbox {
             .map(|(program, input)| Job::Validate { program, input })
             .collect();
         self.execute(py, jobs)
+    }
+
+    /// For many `(program, rules)` pairs in parallel: the program parsed by
+    /// the sandbox's Python, its entry function renamed to `f`, then checked
+    /// against `rules` (`"none"`, `"one_function"` or `"helpers"`). Runs no
+    /// code of the program; `output` is the renamed program (not a repr), and
+    /// a program that fails is a `syntax` error. Results in order.
+    fn shape_batch(
+        &self,
+        py: Python<'_>,
+        items: Vec<(String, String)>,
+    ) -> PyResult<Vec<ExecResult>> {
+        let jobs = items
+            .into_iter()
+            .map(|(program, rules)| {
+                let rules = rules
+                    .parse::<EntryRules>()
+                    .map_err(pyo3::exceptions::PyValueError::new_err)?;
+                Ok(Job::Shape { program, rules })
+            })
+            .collect::<PyResult<Vec<Job>>>()?;
+        Ok(self.execute(py, jobs))
     }
 
     /// Is `answer` (a literal) equal to `gold_output`, types included?

@@ -41,10 +41,12 @@ import ast
 import binascii
 import builtins
 import gc
+import io
 import json
 import marshal
 import re
 import sys
+import tokenize
 
 import wit_world
 
@@ -180,12 +182,37 @@ def _dotted(node) -> str | None:
     return None
 
 
+_IMPORT_CALLEES = frozenset(
+    ("__import__", "builtins.__import__", "importlib.__import__", "importlib.import_module")
+)
+
+
+def _aliases(tree) -> dict:
+    """The names the program's imports bind, each to the dotted name it stands
+    for: ``import os as o`` binds ``o`` to ``os``, ``from os import path as p``
+    binds ``p`` to ``os.path``."""
+    names = {}
+    for node in ast.walk(tree):
+        if _isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    names[alias.asname] = alias.name
+        elif _isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                if alias.name != "*":
+                    names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return names
+
+
 def banned_reference(tree, banned) -> str | None:
     """The first banned module or attribute the program refers to, if any.
 
     Names match on whole dotted components: banning ``time`` bans ``time`` and
     ``time.sleep`` but not ``timeit``; banning ``os.path`` bans
-    ``from os import path`` and ``os.path.join`` but not ``os``.
+    ``from os import path`` and ``os.path.join`` but not ``os``. Names bound by
+    an import are resolved (``import os as o`` makes ``o.path`` ``os.path``), a
+    star import of a module with a banned member is banned, and ``__import__``
+    or ``import_module`` called with a literal name is an import.
     """
 
     def hit(name: str) -> str | None:
@@ -193,6 +220,15 @@ def banned_reference(tree, banned) -> str | None:
             if name == b or name.startswith(b + "."):
                 return b
         return None
+
+    aliases = _aliases(tree)
+
+    def resolved(name: str | None) -> str | None:
+        if name is None:
+            return None
+        head, dot, rest = name.partition(".")
+        bound = aliases.get(head)
+        return name if bound is None else bound + dot + rest
 
     dotted_banned = [b for b in banned if "." in b]
     for node in ast.walk(tree):
@@ -204,14 +240,21 @@ def banned_reference(tree, banned) -> str | None:
             if node.module and node.level == 0:
                 found = hit(node.module)
                 for alias in node.names:
-                    found = found or hit(f"{node.module}.{alias.name}")
+                    if alias.name == "*":
+                        members = (b for b in dotted_banned if b.startswith(node.module + "."))
+                        found = found or next(members, None)
+                    else:
+                        found = found or hit(f"{node.module}.{alias.name}")
         elif _isinstance(node, ast.Call):
-            callee = _dotted(node.func)
-            if callee in ("__import__", "importlib.import_module", "import_module", "builtins.__import__"):
-                if node.args and _isinstance(node.args[0], ast.Constant) and _isinstance(node.args[0].value, str):
+            callee = resolved(_dotted(node.func))
+            importing = callee is not None and (
+                callee in _IMPORT_CALLEES or callee.endswith(".__import__") or callee == "import_module"
+            )
+            if importing and node.args and _isinstance(node.args[0], ast.Constant):
+                if _isinstance(node.args[0].value, str):
                     found = hit(node.args[0].value)
         elif _isinstance(node, ast.Attribute) and dotted_banned:
-            name = _dotted(node)
+            name = resolved(_dotted(node))
             if name is not None:
                 for b in dotted_banned:
                     if name == b or name.startswith(b + "."):
@@ -246,7 +289,11 @@ def parse_call(text: str, literal: bool):
         raise GuestError("syntax", "input arguments must be literal values (no * or ** unpacking)")
     try:
         args = [_literal_eval(a) for a in call.args]
-        kwargs = {k.arg: _literal_eval(k.value) for k in call.keywords}
+        kwargs = {}
+        for k in call.keywords:
+            if k.arg in kwargs:
+                raise GuestError("syntax", f"keyword argument repeated: {k.arg}")
+            kwargs[k.arg] = _literal_eval(k.value)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
         raise GuestError("syntax", f"input arguments must be literal values: {_describe(exc)}") from None
     return args, kwargs
@@ -319,7 +366,36 @@ def op_vet(req) -> dict:
     return {"ok": True, "code": code, "args": [_pack((tuple(a), kw)) for a, kw in parsed]}
 
 
+_SHIFTED = []
+
+
+def _shift_heap() -> None:
+    """Take one block from every small-object size class, type free list and a
+    few malloc sizes, and keep them alive for the run. The determinism check's
+    second run calls this and the first does not, so an object allocated by the
+    program lands at another address: outputs that show addresses (``id``,
+    default reprs, identity hashes, the order of a set of objects) differ between
+    the two runs, as they would between two processes, instead of repeating the
+    snapshot's heap layout."""
+    keep = _SHIFTED.append
+    keep(object())
+    keep([])
+    keep({})
+    keep(set())
+    keep(1.5 + len(_SHIFTED))
+    keep(10**9 + len(_SHIFTED))
+    keep(10**30 + len(_SHIFTED))
+    for n in range(1, 21):
+        keep(tuple([None] * n))
+    for n in range(0, 512, 4):
+        keep(b"\0" * n)
+    for n in (1 << 10, 4 << 10, 64 << 10):
+        keep(bytearray(n))
+
+
 def op_call(req) -> dict:
+    if req.get("shift_heap"):
+        _shift_heap()
     if "code" in req:
         literal = True
         parsed = _unpack(req["args"])
@@ -390,8 +466,91 @@ def op_judge(req) -> dict:
     return {"ok": True, "verdicts": [_judge_pair(a, b) for a, b in req["pairs"]]}
 
 
-OPS = {"call": op_call, "script": op_script, "vet": op_vet, "judge": op_judge}
-TRUSTED_OPS = (op_vet, op_judge)
+# ---------------------------------------------------------------- shape
+
+
+def _functions(tree) -> list:
+    return [n for n in ast.walk(tree) if _isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def _renamed_entry(source: str, tree) -> str:
+    """``source`` with its first top-level function renamed to ``f`` wherever
+    the program uses that name as a variable (definitions, references,
+    parameters; not attributes such as ``s.count`` or keyword arguments), the
+    rest of the text untouched. Unchanged when a top-level ``f`` exists,
+    wherever it stands (helpers are often written before it)."""
+    top = [n for n in tree.body if _isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if not top:
+        raise GuestError("syntax", "the program defines no function")
+    if any(n.name == "f" for n in top):
+        return source
+    old = top[0].name
+    taken = {n.id for n in ast.walk(tree) if _isinstance(n, ast.Name)} | {n.name for n in _functions(tree)}
+    if "f" in taken:
+        raise GuestError("syntax", f"the entry function is {old!r} and the name 'f' is already used")
+    # AST columns count UTF-8 bytes, token columns characters.
+    uses = {
+        (n.lineno, n.col_offset)
+        for n in ast.walk(tree)
+        if (_isinstance(n, ast.Name) and n.id == old) or (_isinstance(n, ast.arg) and n.arg == old)
+    }
+    lines = io.StringIO(source).readlines()
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError) as exc:
+        raise GuestError("syntax", f"the program does not tokenize: {_describe(exc)}") from None
+    spots = []
+    for before, token in zip([None, *tokens], tokens):
+        if token.type == tokenize.NAME and token.string == old:
+            row, col = token.start
+            defined = before is not None and before.type == tokenize.NAME and before.string == "def"
+            if defined or (row, len(lines[row - 1][:col].encode())) in uses:
+                spots.append((row, col))
+    for row, col in reversed(spots):
+        line = lines[row - 1]
+        lines[row - 1] = line[:col] + "f" + line[col + len(old) :]
+    return "".join(lines)
+
+
+def _check_entry(tree, single_function: bool) -> None:
+    top = [n for n in tree.body if _isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    entry = next((n for n in top if n.name == "f"), None)
+    if entry is None:
+        raise GuestError("syntax", "the program must define f")
+    a = entry.args
+    if not (a.posonlyargs or a.args or a.vararg or a.kwonlyargs or a.kwarg):
+        raise GuestError("syntax", "f must take at least one argument")
+    if single_function and (
+        len(_functions(tree)) > 1 or any(_isinstance(n, ast.ClassDef) for n in ast.walk(tree))
+    ):
+        raise GuestError(
+            "syntax", "the program must define exactly one function (helpers and classes are off)"
+        )
+
+
+def _parse_program(source: str):
+    try:
+        return _parse(source, filename="<program>", mode="exec")
+    except (SyntaxError, ValueError) as exc:  # ValueError: NUL bytes
+        raise GuestError("syntax", f"the program does not parse: {_describe(exc)}") from None
+    except (RecursionError, MemoryError):
+        raise GuestError("syntax", "the program does not parse: nested too deeply") from None
+
+
+def op_shape(req) -> dict:
+    """The program with its entry renamed to ``f``, then the entry rules of a
+    proposal, decided by this interpreter's parser: the host's Python may be
+    older and refuse syntax the program runs with here."""
+    source = req["program"].replace("\r\n", "\n").replace("\r", "\n")
+    program = _renamed_entry(source, _parse_program(source))
+    rules = req.get("rules", "none")
+    if rules != "none":
+        _check_entry(_parse_program(program), rules == "one_function")
+    return {"ok": True, "output": program}
+
+
+OPS = {"call": op_call, "script": op_script, "vet": op_vet, "judge": op_judge, "shape": op_shape}
+TRUSTED_OPS = (op_vet, op_judge, op_shape)
 
 
 def _flush_stdio() -> None:

@@ -27,6 +27,49 @@ pub enum Job {
     /// hash secrets, and its output is a plain value whose repr round-trips
     /// through `ast.literal_eval`, at most `max_output_chars` long.
     Validate { program: String, input: String },
+    /// Parse `program` with the guest's Python (which may be newer than the
+    /// caller's), rename its entry function to `f` (the first top-level
+    /// function, where no top-level `f` exists; attributes and keyword
+    /// arguments of the same name are left alone), then apply `rules`. Runs
+    /// nothing the program says. The output is the renamed program, not a repr.
+    Shape { program: String, rules: EntryRules },
+}
+
+/// What [`Job::Shape`] requires of a program besides parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryRules {
+    /// Only that it defines a function (an answer's program).
+    None,
+    /// A proposal: an entry `f` with at least one parameter, and no other
+    /// function or class (the official default).
+    OneFunction,
+    /// A proposal: an entry `f` with at least one parameter; helpers allowed.
+    Helpers,
+}
+
+impl EntryRules {
+    fn as_str(self) -> &'static str {
+        match self {
+            EntryRules::None => "none",
+            EntryRules::OneFunction => "one_function",
+            EntryRules::Helpers => "helpers",
+        }
+    }
+}
+
+impl std::str::FromStr for EntryRules {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(EntryRules::None),
+            "one_function" => Ok(EntryRules::OneFunction),
+            "helpers" => Ok(EntryRules::Helpers),
+            other => Err(format!(
+                "unknown entry rules {other:?}; expected none, one_function or helpers"
+            )),
+        }
+    }
 }
 
 /// One answer to check against a validated task.
@@ -250,7 +293,7 @@ impl Sandbox {
         let start = Instant::now();
         let sizes: &[&str] = match job {
             Job::Run { program, input } | Job::Validate { program, input } => &[program, input],
-            Job::Script { code } => &[code],
+            Job::Script { code } | Job::Shape { program: code, .. } => &[code],
         };
         if let Some(err) = self.oversized(sizes) {
             return Outcome::failed(err, start.elapsed());
@@ -263,6 +306,22 @@ impl Sandbox {
                 |_| Ok(None),
             ),
             Job::Validate { program, input } => self.validate_job(program, input),
+            Job::Shape { program, rules } => {
+                let request = json!({"op": "shape", "program": program, "rules": rules.as_str()});
+                match self.trusted(&request.to_string()) {
+                    Ok(GuestResponse {
+                        output: Some(program),
+                        ..
+                    }) => Outcome {
+                        output: Some(program),
+                        error: None,
+                        stdout: String::new(),
+                        elapsed: Default::default(),
+                    },
+                    Ok(_) => Outcome::failed(malformed_judge(), Default::default()),
+                    Err(e) => Outcome::failed(e, Default::default()),
+                }
+            }
         };
         outcome.elapsed = start.elapsed();
         outcome
@@ -333,6 +392,9 @@ impl Sandbox {
             "plain_output": true,
             "round_trip": round_trip,
             "max_output_chars": self.inner.config.max_output_chars,
+            // Only the second snapshot: the determinism check's two runs then
+            // see different heap layouts (object addresses).
+            "shift_heap": snapshot == 1,
         });
         self.exec(snapshot, &request.to_string(), |resp| Ok(resp.output))
     }

@@ -425,6 +425,33 @@ fn banned_imports_are_matched_on_dotted_names() {
             "def f():\n    \u{ff4f}s = 1\n    return __\u{ff49}mport__('time')",
             Some(ErrorKind::BannedImport),
         ),
+        // Names bound by an import resolve to what they stand for.
+        (
+            "import os as o\ndef f():\n    return o.path.sep",
+            Some(ErrorKind::BannedImport),
+        ),
+        (
+            "import sys as s\ndef f():\n    s.exit(0)",
+            Some(ErrorKind::BannedImport),
+        ),
+        (
+            "from importlib import import_module as load\ndef f():\n    return load('time').time()",
+            Some(ErrorKind::BannedImport),
+        ),
+        (
+            "from os import *\ndef f():\n    return 1",
+            Some(ErrorKind::BannedImport),
+        ),
+        (
+            "def f():\n    return __builtins__.__import__('random').random()",
+            Some(ErrorKind::BannedImport),
+        ),
+        (
+            "import importlib\ndef f():\n    return importlib.__import__('time').time()",
+            Some(ErrorKind::BannedImport),
+        ),
+        ("from math import *\ndef f():\n    return floor(2.5)", None),
+        ("import os as o\ndef f():\n    return o.sep", None),
         ("def f():\n    return 'os.path'", None),
         (
             "def f():\n    pos, path = 1, 2\n    return pos + path",
@@ -497,6 +524,34 @@ fn plain_outputs_are_accepted() {
             assert_eq!(outcome.output.as_deref(), Some(repr));
         }
     }
+}
+
+#[test]
+fn object_addresses_are_caught_as_nondeterministic() {
+    // One snapshot heap: without the second run's shifted heap, both runs put
+    // a new object at the same address and `id` would pass as deterministic.
+    for (program, input) in [
+        ("def f(x):\n    return id([x]) % 1009", "3"),
+        ("def f(x):\n    return id(object()) % 1009", "3"),
+        ("def f(x):\n    return repr(object())", "3"),
+        ("def f(x):\n    return hash(object()) % 1009", "3"),
+        ("def f(x):\n    return id(10**20 + x) % 1009", "3"),
+        ("def f(x):\n    return id(bytes(700 + x)) % 1009", "3"),
+        ("def f(x):\n    return id(x) % 1009", "[1, 2]"),
+    ] {
+        assert_eq!(
+            validate_kind(program, input),
+            Some(ErrorKind::Nondeterministic),
+            "{program}"
+        );
+    }
+}
+
+#[test]
+fn repeated_keyword_arguments_are_not_an_input() {
+    let program = "def f(a, b=0):\n    return a + b";
+    assert_eq!(validate_kind(program, "a=1, a=5"), Some(ErrorKind::Syntax));
+    assert_eq!(validate_kind(program, "a=1, b=5"), None);
 }
 
 #[test]
@@ -728,5 +783,23 @@ fn batch_of_mixed_hostile_and_good_jobs() {
     let verdicts = sandbox().check_batch(&checks);
     for (i, v) in verdicts.iter().enumerate() {
         assert_eq!(v.correct, i % 2 == 1 || i == 0, "check {i}");
+    }
+}
+
+#[test]
+fn shaping_a_program_runs_none_of_it() {
+    use azr_sandbox::EntryRules;
+    // Executed, the top level would run out of fuel (a timeout, no output);
+    // shaped, it is only parsed, on the reused judge instance each time.
+    let program = "while True:\n    pass\n\ndef g(x):\n    return g\n";
+    for _ in 0..3 {
+        let outcome = sandbox().execute(&Job::Shape {
+            program: program.into(),
+            rules: EntryRules::OneFunction,
+        });
+        assert_eq!(
+            outcome.output.as_deref(),
+            Some("while True:\n    pass\n\ndef f(x):\n    return f\n")
+        );
     }
 }

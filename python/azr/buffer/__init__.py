@@ -91,11 +91,12 @@ class TaskBuffer:
         return buffer
 
     def add(self, task_type: TaskLike, record: dict[str, Any], step: int) -> bool:
-        """Add one record; False when it is a duplicate."""
+        """Add one record; whether it is stored (False for a duplicate, or for a
+        newcomer that a full reservoir passes over)."""
         return self._core.add_many([(_name(task_type), _encode(record), step)])[0]
 
     def add_many(self, items: Sequence[tuple[TaskLike, dict[str, Any], int]]) -> list[bool]:
-        """Add many ``(task_type, record, step)`` at once; one bool each, in order."""
+        """Add many ``(task_type, record, step)`` at once; one bool each (as ``add``), in order."""
         return self._core.add_many([(_name(t), _encode(r), s) for t, r, s in items])
 
     def flush(self) -> None:

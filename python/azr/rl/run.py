@@ -41,6 +41,7 @@ from azr._core import ConfigError
 from azr.buffer import TaskBuffer
 from azr.config import Config, dump_config, load_config, to_dict
 from azr.sandbox import Sandbox
+from azr.tasks.types import TaskType
 
 STATE = "state.json"
 #: Overrides a resumed run may take and still continue exactly (where it runs,
@@ -335,18 +336,41 @@ class Run:
 
 
 def _import_seeds(buffer: TaskBuffer, source: Path) -> int:
-    """Seed a run from ``azr seed`` output: a buffer folder or a JSON-lines export."""
+    """Seed a run from ``azr seed`` output: a buffer folder or a JSON-lines
+    export (``azr buffer export``). Every seed enters at step 0, whatever step
+    it entered the run it came from: the solver's batches take the newest
+    entries first, and seeds are never new."""
     if source.is_dir():
         seeds = TaskBuffer.open(source)
         items = [(t, e.record, 0) for t in ("deduction", "abduction", "induction") for e in seeds.entries(t)]
         del seeds
-        added = sum(buffer.add_many(items))
     elif source.is_file():
-        added, _ = buffer.import_jsonl(source)
+        items = _export_records(source)
     else:
         raise ConfigError(f"selfplay.seed_buffer {str(source)!r}: no such folder or file")
+    added = sum(buffer.add_many(items))
     buffer.flush()
     return added
+
+
+def _export_records(path: Path) -> list[tuple[str, dict[str, Any], int]]:
+    tasks = {t.value for t in TaskType}
+    items: list[tuple[str, dict[str, Any], int]] = []
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+            task, record = value["task_type"], value["record"]
+        except (ValueError, KeyError, TypeError):  # ValueError: also bytes that are not UTF-8
+            task, record = None, None
+        if task not in tasks or not isinstance(record, dict):
+            raise ConfigError(
+                f"selfplay.seed_buffer {str(path)!r}, line {number}: not a buffer export line "
+                '({"task_type": ..., "step": ..., "record": {...}})'
+            )
+        items.append((task, record, 0))
+    return items
 
 
 def _step_of(line: str) -> int | None:

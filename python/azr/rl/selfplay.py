@@ -65,6 +65,10 @@ PROPOSE_TYPES = (TaskType.DEDUCTION, TaskType.ABDUCTION)
 #: largest (two executions per input of every proposal), so they run while the
 #: other two types generate; only the last type's checks are left exposed.
 SCHEDULE = (TaskType.INDUCTION, TaskType.DEDUCTION, TaskType.ABDUCTION)
+#: Seeds of two batches of one step lie this far apart. Engines seed prompt j
+#: of a batch with ``seed + j`` (times n), so batches seeded ``seed + i`` would
+#: share seeds and repeat each other's samples on equal prompts.
+SEED_STRIDE = 1_000_003
 #: Reasons that come from running a proposal (so it reached the sandbox).
 SANDBOX_KINDS = {
     "syntax",
@@ -120,7 +124,10 @@ class SelfPlay:
     # ------------------------------------------------------------ helpers
 
     def _render(self, task: TaskType, role: Role, **parts: Any) -> str:
-        text = prompts.instruction(task, role, n_inputs=self.config.selfplay.induction_inputs, **parts)
+        sp = self.config.selfplay
+        text = prompts.instruction(
+            task, role, n_inputs=sp.induction_inputs, single_function=sp.single_function, **parts
+        )
         return prompts.render(text, self.config.model.template, self.tokenizer)
 
     def _params(self, n: int, seed: int) -> SamplingParams:
@@ -230,13 +237,14 @@ class SelfPlay:
         after another, in ``SCHEDULE`` order, while a sandbox lane runs ``work``
         on each finished one, so executor time hides behind generation (the
         sandbox releases the GIL). Results come back in ``TaskType`` order;
-        batch ``i`` samples with ``seed + i`` whatever its turn."""
+        batch ``i`` samples with ``seed + i * SEED_STRIDE`` whatever its turn."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azr-sandbox-lane") as lane:
             pending: dict[int, Future[R]] = {}
             for i in (list(TaskType).index(t) for t in SCHEDULE):
                 start = time.perf_counter()
                 prompts_i = list(batches[i])
-                outs = self.rollout.generate(prompts_i, self._params(n, seed + i)) if prompts_i else []
+                params = self._params(n, seed + i * SEED_STRIDE)
+                outs = self.rollout.generate(prompts_i, params) if prompts_i else []
                 self._timed("generate", start)
                 pending[i] = lane.submit(self._lane_work, work, i, outs)
             start = time.perf_counter()
@@ -288,7 +296,8 @@ class SelfPlay:
                 for task in group:
                     b = self.config.selfplay.batch_size
                     rendered, programs = self._proposer_prompts(task, b, round_seed)
-                    outs = self.rollout.generate(rendered, self._params(1, round_seed))
+                    task_seed = round_seed + list(TaskType).index(task) * SEED_STRIDE
+                    outs = self.rollout.generate(rendered, self._params(1, task_seed))
                     proposals += [
                         parse_proposal(task, g[0].text, self.rules, program)
                         for program, g in zip(programs, outs, strict=True)
@@ -367,7 +376,7 @@ class SelfPlay:
         rates_by_type = self._pipelined(
             [[prompt for prompt, _ in pairs] for pairs in pairs_by_type],
             sp.learnability_rollouts,
-            seed + 17,
+            seed + len(TaskType) * SEED_STRIDE,
             solve_rates,
         )
         solve_rate = {
@@ -401,7 +410,10 @@ class SelfPlay:
             return [(g, group[0], r) for g, group, r in zip(graded, outs, results, strict=True)]
 
         answered_by_type = self._pipelined(
-            [[p for p, _ in items] for items in solver_sets], 1, seed + 29, grade_answers
+            [[p for p, _ in items] for items in solver_sets],
+            1,
+            seed + 2 * len(TaskType) * SEED_STRIDE,
+            grade_answers,
         )
         for t, answered in zip(TaskType, answered_by_type, strict=True):
             for g, completion, r in answered:

@@ -99,6 +99,9 @@ class RemoteSandbox:
     def validate_batch(self, items: Sequence[tuple[str, str]]) -> list[RemoteResult]:
         return [to_result(d) for d in self._map("validate_batch", items)]
 
+    def shape_batch(self, items: Sequence[tuple[str, str]]) -> list[RemoteResult]:
+        return [to_result(d) for d in self._map("shape_batch", items)]
+
     def run_batch(self, items: Sequence[tuple[str, str]]) -> list[RemoteResult]:
         return [to_result(d) for d in self._map("run_batch", items)]
 

@@ -1,6 +1,7 @@
-"""Reading model text: the format check, the answer, fenced blocks, and the
-program normalizations of SPEC §2. Parsing model code here only builds an
-AST; nothing the model wrote is ever executed in this process.
+"""Reading model text: the format check, the answer and fenced blocks of
+SPEC §2. Model code is not parsed here: the sandbox's Python parses it
+(``Sandbox.shape_batch``), since this process may run an older Python than
+the programs run on.
 
 Fallbacks, in order, when the model strays from the requested form:
 
@@ -9,15 +10,12 @@ Fallbacks, in order, when the model strays from the requested form:
 - a solver's deduction/abduction answer may be the bare answer text when it
   has no ``output``/``input`` fence; an induction answer may be a bare ``def``;
 - the first function is renamed to ``f`` when it has another name (and ``f``
-  is not already taken).
+  is not already taken), by the sandbox (``Sandbox.shape_batch``).
 """
 
 from __future__ import annotations
 
-import ast
-import io
 import re
-import tokenize
 from dataclasses import dataclass
 
 from azr.tasks.types import TaskType
@@ -50,6 +48,11 @@ def split_response(text: str, template: str = "r1") -> Response:
     """
     if len(text) > MAX_TEXT:
         raise ParseError(f"response longer than {MAX_TEXT} characters")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, which no sandbox call accepts
+            raise ParseError("the response is not valid Unicode text") from None
     full = THINK_OPEN + text if template == "r1" and not text.lstrip().startswith(THINK_OPEN) else text
     match = _FORMAT.fullmatch(full)
     if match is None:
@@ -83,63 +86,6 @@ def program_block(answer: str) -> str:
     if plain:
         return plain[-1]
     raise ParseError("no ```python block with the program")
-
-
-def parse_program(source: str) -> ast.Module:
-    if len(source) > MAX_TEXT:
-        raise ParseError("program too long")
-    try:
-        return ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        raise ParseError(f"the program does not parse: {type(exc).__name__}: {exc}") from None
-
-
-def function_defs(tree: ast.Module) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
-    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-
-
-def imports(tree: ast.Module) -> list[str]:
-    """The program's import statements, as source lines."""
-    return [ast.unparse(n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
-
-
-def rename_entry_to_f(source: str) -> str:
-    """Rename the first top-level function to ``f`` everywhere (token-wise, so
-    formatting and comments survive). Unchanged when a top-level ``f`` exists,
-    wherever it stands (helpers are often written before it)."""
-    tree = parse_program(source)
-    top = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    if not top:
-        raise ParseError("the program defines no function")
-    if any(n.name == "f" for n in top):
-        return source
-    old = top[0].name
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {d.name for d in function_defs(tree)}
-    if "f" in names:
-        raise ParseError(f"the entry function is {old!r} and the name 'f' is already used")
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    except (tokenize.TokenError, SyntaxError) as exc:
-        raise ParseError(f"the program does not tokenize: {exc}") from None
-    renamed = [t._replace(string="f") if t.type == tokenize.NAME and t.string == old else t for t in tokens]
-    return tokenize.untokenize(renamed)
-
-
-def check_entry(tree: ast.Module, single_function: bool) -> None:
-    """The proposal's shape: an entry ``f`` with at least one parameter, and
-    (by default) no other function or class."""
-    defs = function_defs(tree)
-    entry = next(
-        (n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == "f"),
-        None,
-    )
-    if entry is None:
-        raise ParseError("the program must define f")
-    params = entry.args
-    if not (params.posonlyargs or params.args or params.vararg or params.kwonlyargs or params.kwarg):
-        raise ParseError("f must take at least one argument")
-    if single_function and (len(defs) > 1 or any(isinstance(n, ast.ClassDef) for n in ast.walk(tree))):
-        raise ParseError("the program must define exactly one function (helpers and classes are off)")
 
 
 def solver_answer(task: TaskType, answer: str) -> str:

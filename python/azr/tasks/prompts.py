@@ -26,8 +26,12 @@ R1_WRAPPER = (
 
 CHAT_FORMAT_NOTE = "\n\nFirst reason inside <think> </think> tags, then give the final answer inside <answer> </answer> tags."
 
+_ONE_FUNCTION = "- `f` is the only function: no helper functions, nested functions or classes."
+_HELPERS_ALLOWED = "- Helper functions and classes are allowed; `f` is the one called."
+
 _PROGRAM_RULES = """Rules for the program:
 - The entry function is named `f` and takes at least one argument.
+{shape}
 - It is deterministic: no randomness, no clock, no files, network or printing.
 - Imports, if any, go at the top; the modules random, time, datetime, logging, threading, multiprocessing, subprocess, hashlib, hmac and calendar are not allowed.
 - It finishes well within a few seconds and returns a plain Python value (numbers, strings, bytes, None, booleans, and lists, tuples, dicts and sets of them).
@@ -49,10 +53,16 @@ def _references(refs: Sequence[Triplet]) -> str:
     return "\n\n".join(f"### Reference {i + 1}\n{_triplet_block(t)}" for i, t in enumerate(refs))
 
 
-def _triplet_proposer(references: Sequence[Triplet], solver_task: str, difficulty: str, example: str) -> str:
+def _program_rules(single_function: bool) -> str:
+    return _PROGRAM_RULES.format(shape=_ONE_FUNCTION if single_function else _HELPERS_ALLOWED)
+
+
+def _triplet_proposer(
+    references: Sequence[Triplet], solver_task: str, difficulty: str, example: str, single_function: bool
+) -> str:
     return f"""Design a new code-reasoning puzzle. You will write a Python function `f` and one input for it. {solver_task} Make the puzzle demanding: {difficulty}, yet the code must run.
 
-{_PROGRAM_RULES}
+{_program_rules(single_function)}
 
 Here are earlier puzzles with their outputs. Make yours clearly different from all of them.
 
@@ -64,21 +74,23 @@ Put the function in a ```python block and the input in an ```input block inside 
 </answer>"""
 
 
-def deduction_proposer(references: Sequence[Triplet]) -> str:
+def deduction_proposer(references: Sequence[Triplet], single_function: bool = True) -> str:
     return _triplet_proposer(
         references,
         "Another solver will see the function and the input and must work out the output by reasoning alone, without running anything.",
         "the output should take careful step-by-step tracing to predict",
         "```python\ndef f(nums, k):\n    ...\n```\n```input\n[3, 1, 4], 2\n```",
+        single_function,
     )
 
 
-def abduction_proposer(references: Sequence[Triplet]) -> str:
+def abduction_proposer(references: Sequence[Triplet], single_function: bool = True) -> str:
     return _triplet_proposer(
         references,
         "Another solver will see the function and the output it gives on your input, and must find an input that produces that output.",
         "recovering an input should require real insight into the code",
         "```python\ndef f(text):\n    ...\n```\n```input\n'some text'\n```",
+        single_function,
     )
 
 
@@ -164,13 +176,16 @@ def instruction(
     program: str | None = None,
     induction: InductionTask | None = None,
     n_inputs: int = 10,
+    single_function: bool = True,
 ) -> str:
-    """The user instruction for one (task, role) pair."""
+    """The user instruction for one (task, role) pair. ``single_function``
+    states the one-function rule of ``selfplay.single_function`` in the
+    deduction and abduction proposer prompts."""
     if role is Role.PROPOSE:
         if task is TaskType.DEDUCTION:
-            return deduction_proposer(references)
+            return deduction_proposer(references, single_function)
         if task is TaskType.ABDUCTION:
-            return abduction_proposer(references)
+            return abduction_proposer(references, single_function)
         if program is None:
             raise ValueError("the induction proposer needs the program")
         return induction_proposer(program, n_inputs)

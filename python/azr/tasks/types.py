@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
@@ -93,7 +93,6 @@ class Proposal:
     inputs: list[str] | None = None
     outputs: list[str] | None = None
     message: str | None = None
-    imports: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -28,15 +28,9 @@ class Rules:
     template: str = "r1"
 
 
-def _normalize_program(source: str, rules: Rules) -> tuple[str, list[str]]:
-    program = parsing.rename_entry_to_f(source)
-    tree = parsing.parse_program(program)
-    parsing.check_entry(tree, rules.single_function)
-    return program, parsing.imports(tree)
-
-
 def parse_proposal(task: TaskType, response: str, rules: Rules, program: str | None = None) -> Proposal:
-    """Parse a proposer response without running anything."""
+    """Parse a proposer response without running anything. The program is
+    parsed later, by the sandbox's Python (``validate_proposals``)."""
     try:
         answer = parsing.split_response(response, rules.template).answer
     except ParseError as exc:
@@ -52,7 +46,7 @@ def parse_proposal(task: TaskType, response: str, rules: Rules, program: str | N
             proposal.message = messages[-1].strip() if messages else None
             _check_induction_shape(proposal, rules)
         else:
-            proposal.program, proposal.imports = _normalize_program(parsing.program_block(answer), rules)
+            proposal.program = parsing.program_block(answer)
             inputs = parsing.blocks_of(answer, "input")
             if not inputs or not inputs[-1].strip():
                 raise ParseError("no ```input block")
@@ -62,9 +56,19 @@ def parse_proposal(task: TaskType, response: str, rules: Rules, program: str | N
     return proposal
 
 
+_CODE_MARKS = frozenset("()[]{}=:")
+
+
 def _message_reveals_code(message: str, program: str) -> bool:
-    lines = [line.strip() for line in program.splitlines()]
-    return "def f" in message or any(len(line) >= 12 and line in message for line in lines)
+    """The message copies the program: ``def f``, or a whole line of it that
+    reads as code (brackets, ``=`` or ``:``) or is long. A short line such as
+    ``return False`` is also plain English and does not count."""
+
+    def telling(line: str) -> bool:
+        return len(line) >= 30 or (len(line) >= 12 and not _CODE_MARKS.isdisjoint(line))
+
+    lines = {line.strip() for line in program.splitlines()}
+    return "def f" in message or any(telling(line) and line in message for line in lines)
 
 
 def _check_induction_shape(p: Proposal, rules: Rules) -> None:
@@ -82,9 +86,25 @@ def _check_induction_shape(p: Proposal, rules: Rules) -> None:
 def validate_proposals(
     sandbox: Sandbox, proposals: Sequence[Proposal], rules: Rules | None = None
 ) -> list[Proposal]:
-    """Run every parsed proposal through the sandbox's proposal checks, in one
-    parallel batch; fills ``valid``, ``reason`` and the outputs in place."""
+    """Run every parsed proposal through the sandbox's proposal checks, in
+    parallel batches; fills ``valid``, ``reason`` and the outputs in place.
+
+    First the program's shape, decided by the sandbox's Python (the host's may
+    be older and refuse newer syntax): the entry renamed to ``f`` and the entry
+    rules. Then the runs: every check of SPEC §3."""
     rules = rules or Rules()
+    entry_rules = "one_function" if rules.single_function else "helpers"
+    to_shape = [
+        p
+        for p in proposals
+        if p.format_ok and p.reason is None and p.program is not None and p.task is not TaskType.INDUCTION
+    ]
+    shapes = sandbox.shape_batch([(p.program or "", entry_rules) for p in to_shape])
+    for p, shape in zip(to_shape, shapes, strict=True):
+        if shape.error is not None:
+            p.reason = shape.error.message
+        else:
+            p.program = shape.output
     jobs: list[tuple[str, str]] = []
     owners: list[int] = []
     for index, p in enumerate(proposals):
@@ -152,12 +172,22 @@ def grade(sandbox: Sandbox, items: Sequence[Graded], rules: Rules | None = None)
             continue
         try:
             extracted = parsing.solver_answer(item.task, answer)
-            if item.task is TaskType.INDUCTION:
-                extracted = parsing.rename_entry_to_f(extracted)
         except ParseError as exc:
             results[index] = SolverResult(item.task, True, False, solver_reward(True, False), None, str(exc))
             continue
         pending[item.task].append((index, extracted))
+    # An induction answer's entry function is renamed to f, by the sandbox's parser.
+    programs = pending[TaskType.INDUCTION]
+    shapes = sandbox.shape_batch([(program, "none") for _, program in programs])
+    pending[TaskType.INDUCTION] = []
+    for (index, _), shape in zip(programs, shapes, strict=True):
+        if shape.error is not None or shape.output is None:
+            why = shape.error.message if shape.error else "no program"
+            results[index] = SolverResult(
+                TaskType.INDUCTION, True, False, solver_reward(True, False), None, why
+            )
+        else:
+            pending[TaskType.INDUCTION].append((index, shape.output))
     for task, batch in pending.items():
         if not batch:
             continue

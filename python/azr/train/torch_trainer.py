@@ -82,13 +82,17 @@ class TorchTrainer:
             kl=self.kl,
         )
         grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.grad_clip)
-        self.optimizer.step()
-        if self.master is not None:
-            with torch.no_grad():
-                for master, (_, p) in zip(self.master, self._named, strict=True):
-                    p.copy_(master)
+        # One NaN or inf in a gradient would poison every weight and Adam's moments
+        # for good: such a step is skipped (and counted), never applied.
+        finite = bool(torch.isfinite(grad_norm))
+        if finite:
+            self.optimizer.step()
+            if self.master is not None:
+                with torch.no_grad():
+                    for master, (_, p) in zip(self.master, self._named, strict=True):
+                        p.copy_(master)
         self.model.eval()
-        return report(sums, float(grad_norm), total_tokens)
+        return report(sums, float(grad_norm), total_tokens) | {"train/nonfinite_skipped": float(not finite)}
 
     def _backward(self, loss: torch.Tensor, last: bool) -> None:
         loss.backward()
