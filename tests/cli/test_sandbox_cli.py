@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 from azr.cli import cli
 from azr.cli.jsonl import serve
@@ -72,3 +74,28 @@ def test_demo_runs() -> None:
     result = CliRunner().invoke(cli, ["sandbox", "demo", "--timeout", "1"])
     assert result.exit_code == 0, result.output
     assert "nondeterministic" in result.output and "proposals/s" in result.output
+
+
+def test_text_that_is_not_unicode_is_an_invalid_request_and_the_stream_goes_on() -> None:
+    stdin = (
+        b'{"id": 1, "code": "print(1) # \xff"}\n'  # a byte that is not UTF-8
+        b'{"id": 2, "program": "def f(x):\\n    return x", "input": "\\ud800"}\n'  # an escaped lone surrogate
+        b'{"id": 3, "code": "print(3)"}\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "azr", "sandbox", "run", "--timeout", "1"],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = [a["error"]["kind"] if a["error"] else None for a in answers]
+    assert kinds == ["invalid_request", "invalid_request", None]
+    assert answers[2]["id"] == 3 and answers[2]["stdout"] == "3\n"
+
+
+def test_limits_out_of_range_are_usage_errors() -> None:
+    for args in (["--timeout", "0"], ["--memory-mb", "0"], ["--workers", "-1"]):
+        result = CliRunner().invoke(cli, ["sandbox", "run", *args], input="")
+        assert result.exit_code == 2 and "Invalid value" in result.output, args

@@ -114,3 +114,18 @@ def test_grade_answers_in_order_with_the_schema() -> None:
         ("i", True, 1.0),
         ("x", False, None),
     ]
+
+
+def test_grade_answers_malformed_induction_requests() -> None:
+    response = r1("```python\ndef f(y):\n    return y\n```")
+    base = {"task": "induction", "message": "m", "response": response}
+    lines = [
+        json.dumps({**base, "id": "lengths", "inputs": ["1"], "outputs": ["1", "2"]}),
+        json.dumps({**base, "id": "numbers", "inputs": [1], "outputs": [1]}),
+        json.dumps({**base, "id": "empty", "inputs": [], "outputs": []}),
+        json.dumps({**base, "id": "good", "inputs": ["1"], "outputs": ["1"]}),
+    ]
+    answers = _jsonl("grade", lines)
+    assert [a["id"] for a in answers] == ["lengths", "numbers", "empty", "good"]
+    assert all(str(a["reason"]).startswith("invalid request") for a in answers[:3])
+    assert answers[3]["correct"] is True

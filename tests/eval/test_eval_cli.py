@@ -70,3 +70,7 @@ def test_eval_errors_are_clear(tmp_path: Path) -> None:
     assert r.returncode != 0 and "config.json" in r.stderr
     r = azr("eval", "--compare", str(tmp_path), str(tmp_path))
     assert r.returncode != 0 and "results.json" in r.stderr
+    odd = tmp_path / "odd.json"
+    odd.write_text('{"benchmarks": [1, 2]}')
+    r = azr("eval", "--compare", str(odd), str(odd))
+    assert r.returncode != 0 and "not the results.json of an azr eval" in r.stderr

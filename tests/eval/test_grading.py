@@ -14,8 +14,10 @@ from azr.config import ConfigError
 from azr.eval import BENCHMARKS, data, grading
 from azr.eval.data import Sample
 from azr.eval.grading import Grader
-from azr.eval.prompts import extract, render
-from azr.eval.runner import Record, compare, summarize
+from azr.eval.prompts import END_OF_TURN, extract, render, stop_token_ids
+from azr.eval.runner import EvalOptions, Record, compare, evaluate, summarize
+from azr.rollout import Completion, SamplingParams
+from azr.sandbox import Sandbox
 
 from tests.conftest import shared_data
 
@@ -244,8 +246,48 @@ def test_livecodebench_stdin_and_functional(grader: Grader, tmp_path: Path) -> N
     assert [s.id for s in inside] == ["lc1"]
 
 
+def _stdin_problem(tmp_path: Path, tests: list[tuple[str, str]]) -> Sample:
+    row = {
+        "question_id": "abc900",
+        "question_content": "q",
+        "contest_date": "2024-09-01T00:00:00",
+        "public_test_cases": json.dumps([{"input": i, "output": o, "testtype": "stdin"} for i, o in tests]),
+        "metadata": "{}",
+    }
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    [sample] = data.load(BENCHMARKS["livecodebench"], data={"livecodebench": str(path)})
+    return sample
+
+
+def test_livecodebench_runs_solutions_as_its_own_harness_does(grader: Grader, tmp_path: Path) -> None:
+    count = _stdin_problem(tmp_path, [("3\n1 1 2\n", "2\n"), ("4\n5 5 5 5\n", "1\n")])
+    prelude = (  # defaultdict and inf come from the harness's star imports, not the answer's
+        "n = int(input())\nc = defaultdict(int)\nfor x in input().split():\n    c[x] += 1\n"
+        "print(len(c) if inf > 0 else 0)\n"
+    )
+    reads_fd0 = "data = open(0).read().split()\nprint(len(set(data[1:])))\n"
+    deep = (  # 3,000 frames: the harness raises the recursion limit
+        "import sys\ndef depth(k):\n    return 0 if k == 0 else 1 + depth(k - 1)\n"
+        "n = int(input())\nxs = input().split()\nprint(len(set(xs)) + depth(3000) - 3000)\n"
+    )
+    assert [g.correct for g in grader.grade([count] * 3, [prelude, reads_fd0, deep])] == [True] * 3
+    # Lines compare as text or as exact decimals: 2.0 is 2; 0.67 is not 0.666...
+    half = _stdin_problem(tmp_path, [("2\n", "0.5\n2\n")])
+    as_decimals = "print('0.50')\nprint('2.0')\n"
+    rounded = _stdin_problem(tmp_path, [("3\n", "0.6666666667\n")])
+    assert [g.correct for g in grader.grade([half, rounded], [as_decimals, "print(round(2 / 3, 6))\n"])] == [
+        True,
+        False,
+    ]
+    # Tests run in order and the first failure is the verdict.
+    three = _stdin_problem(tmp_path, [("1\n", "1\n"), ("2\n", "4\n"), ("3\n", "9\n")])
+    [g] = grader.grade([three], ["n = int(input())\nprint(n * n if n != 2 else 5)\n"])
+    assert not g.correct and g.detail.startswith("test 1: wrong output")
+
+
 def test_livecodebench_pickles_may_hold_only_data(tmp_path: Path) -> None:
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+    with pytest.raises(ConfigError, match=r"UnpicklingError: refusing to load pathlib\.PosixPath"):
         data.load(BENCHMARKS["livecodebench"], data={"livecodebench": str(_lcb_file(tmp_path, True))})
 
 
@@ -288,6 +330,16 @@ def test_cruxeval_gold_answers_and_mix(grader: Grader) -> None:
     assert _score(grading.grade_cruxeval(sb, out, [None] * 20)) == 0.0
 
 
+def test_cruxeval_inputs_may_be_expressions_but_only_one_call(grader: Grader) -> None:
+    every = _load("cruxeval-i")
+    sb = grader.sandbox(5.0)
+    # All 800 gold inputs, two of which are lambdas no literal can stand for.
+    assert _score(grading.grade_cruxeval(sb, every, [s.gold["input"] for s in every])) == 1.0
+    (first,) = _load("cruxeval-i", 1)
+    hacks = ["0) or (True", "1), f(2", "*[]) if 0 else f(" + first.gold["input"]]
+    assert [g.correct for g in grading.grade_cruxeval(sb, [first] * 3, hacks)] == [False] * 3
+
+
 # --------------------------------------------------------------------------- prompts, extraction, summaries
 
 
@@ -306,6 +358,38 @@ def test_prompts_and_extraction_round_trip() -> None:
     answer, ok = extract(code, "no format at all\n```python\ndef f():\n    return 1\n```", "r1")
     assert not ok and answer == "def f():\n    return 1"
     assert extract(code, "nothing here <>", "r1")[0] is None
+
+
+def test_degenerate_responses_are_graded_not_raised(grader: Grader) -> None:
+    """Text that overflows the host's parser (a long ``1+1+…`` chain, a line of
+    dashes) is an unparsable answer: it must never abort the grading of a run."""
+    (code,) = _load("mbpp+", 1)
+    for junk in ("1+" * 4000 + "1", "-" * 20000):
+        answer, _ = extract(code, f"x</think><answer>{junk}</answer>", "r1")
+        assert answer is None
+        [verdict] = grader.grade([code], [junk])
+        assert not verdict.correct
+
+
+class _Echo:
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        assert params.temperature == 0.0  # evaluation is greedy
+        return [[Completion([1], [2, 3], f"answer {i}", [], True)] for i, _ in enumerate(prompts)]
+
+
+class _BrokenGrader(Grader):
+    def sandbox(self, timeout_s: float, memory_mb: int | None = None) -> Sandbox:
+        raise RuntimeError("grading broke")
+
+
+def test_generations_are_kept_when_grading_fails(tmp_path: Path) -> None:
+    samples = {"cruxeval-o": _load("cruxeval-o", 3)}
+    with pytest.raises(RuntimeError, match="grading broke"):
+        evaluate(_Echo(), None, EvalOptions(), out=tmp_path, grader=_BrokenGrader(), samples=samples)
+    rows = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    assert [(r["benchmark"], r["index"], r["response"]) for r in rows] == [
+        ("cruxeval-o", i, f"answer {i}") for i in range(3)
+    ]
 
 
 def _rec(name: str, correct: bool, base: bool | None = None) -> Record:
@@ -351,25 +435,60 @@ def test_bad_sources_are_clear_errors(tmp_path: Path) -> None:
         data.benchmarks_for(["mathh"])
 
 
+def test_damaged_or_odd_files_are_clear_errors(tmp_path: Path) -> None:
+    def load(name: str, text: bytes, suffix: str = ".jsonl") -> None:
+        path = tmp_path / f"{name}{suffix}"
+        path.write_bytes(text)
+        data.load(BENCHMARKS[name], data={name: str(path)})
+
+    cases = [
+        ("aime24", b"[1, 2]\n", ".jsonl", "record 1 is a list"),
+        ("aime24", b"[1, 2]", ".json", "record 1 is a int"),
+        ("aime24", b"{not json", ".json", "not JSON"),
+        ("aime24", b"\xff\xfe", ".jsonl", "UTF-8"),
+        ("aime24", b"not gzip", ".jsonl.gz", "cannot be read"),
+        ("aime24", b"", ".jsonl", "holds no items"),
+        ("aime24", b'{"problem": ["a"], "answer": {"x": 1}}\n', ".jsonl", ""),
+        ("livecodebench", b'{"public_test_cases": "[{}]", "question_content": "q"}\n', ".jsonl", "record 0"),
+        (
+            "livecodebench",
+            b'{"private_test_cases": "!!notbase64", "question_content": "q"}\n',
+            ".jsonl",
+            "record 0",
+        ),
+    ]
+    for name, text, suffix, message in cases:
+        try:
+            load(name, text, suffix)
+        except ConfigError as exc:
+            assert message in str(exc), (text, str(exc))
+        else:
+            assert not message, f"{text!r} loaded"
+    with pytest.raises(ConfigError, match="unknown benchmarks: aime2024"):
+        data.load(BENCHMARKS["aime24"], data={"aime2024": "x.jsonl"})
+
+
 # --------------------------------------------------------------------------- hub sources (local stand-ins)
 
 
 def test_hub_ids_go_through_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
     datasets = pytest.importorskip("datasets", reason="needs datasets: pip install 'azr[eval]'")
-    calls: list[tuple[str, str]] = []
+    calls: list[tuple[str, str | None, str]] = []
 
-    def fake_load_dataset(repo: str, split: str) -> list[dict[str, str]]:
-        calls.append((repo, split))
+    def fake_load_dataset(repo: str, config: str | None, split: str) -> list[dict[str, str]]:
+        calls.append((repo, config, split))
         return [{"problem": "What is 2 + 3?", "answer": "5", "id": "q1"}]
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     samples = data.load(BENCHMARKS["aime24"])
-    assert calls == [(BENCHMARKS["aime24"].source, "test")]
+    assert calls == [("HuggingFaceH4/aime_2024", None, "train")]  # the set has only a train split
     assert samples[0].gold["answers"] == ["5"]
-    data.load(BENCHMARKS["math500"], data={"math500": "someone/math:train"})
-    assert calls[-1] == ("someone/math", "train")
+    data.load(BENCHMARKS["math500"], data={"math500": "someone/math"})
+    assert calls[-1] == ("someone/math", None, "test")
+    data.load(BENCHMARKS["olympiadbench"])  # a config, then the split
+    assert calls[-1] == ("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train")
 
-    def offline(repo: str, split: str) -> None:
+    def offline(repo: str, config: str | None, split: str) -> None:
         raise ConnectionError("offline")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
@@ -437,3 +556,139 @@ def test_inline_mode_for_references_too_large_to_carry(
         picked, [HOSTILE["forged_eq"].replace("similar_elements", s.gold["entry_point"]) for s in picked]
     )
     assert not any(g.correct for g in wrong)
+
+
+def test_chat_end_of_turn_tokens_stop_evaluation(tiny_model_dir: Path) -> None:
+    transformers = pytest.importorskip(
+        "transformers", reason="needs the training stack: pip install 'azr[train]'"
+    )
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
+    vocab = tokenizer.get_vocab()
+    stops = stop_token_ids(tokenizer)
+    assert stops and set(stops) == {vocab[t] for t in END_OF_TURN if t in vocab}
+    assert vocab["<|im_end|>"] in stops
+
+
+# --------------------------------------------------------------------------- the hub's EvalPlus layouts
+
+_IS_FLOATS = """
+def is_floats(x) -> bool:
+    if isinstance(x, float):
+        return True
+    if isinstance(x, (list, tuple)) and x:
+        return all(isinstance(i, float) for i in x)
+    if isinstance(x, np.ndarray):
+        return x.dtype == np.float64 or x.dtype == np.float32
+    return False
+"""
+
+# The shape of evalplus/humanevalplus's test code: a check(candidate) over all inputs.
+_HEP_TEST = f"""
+import numpy as np
+{_IS_FLOATS}
+def assertion(out, exp, atol):
+    exact_match = out == exp
+    if atol == 0 and is_floats(exp):
+        atol = 1e-6
+    if not exact_match and atol != 0:
+        np.testing.assert_allclose(out, exp, atol=atol)
+    else:
+        assert exact_match
+
+def check(candidate):
+    inputs = [[1.0, 2.0], [0.1, 0.2], [3, 4]]
+    results = [3.0, 0.30000000000000004, 7]
+    for i, (inp, exp) in enumerate(zip(inputs, results)):
+        assertion(candidate(*inp), exp, 0)
+"""
+
+# The shape of evalplus/mbppplus's test code: top-level asserts that call the entry point.
+_MBPP_TEST = f"""
+import numpy as np
+from math import inf
+{_IS_FLOATS}
+def assertion(out, exp, atol):
+    exact_match = out == exp
+    if atol == 0 and is_floats(exp):
+        atol = 1e-6
+    if not exact_match and atol != 0:
+        assert np.allclose(out, exp, rtol=1e-07, atol=atol)
+    else:
+        assert exact_match, f"out: {{out}}, exp: {{exp}}"
+
+inputs = [[[1.5, 2.0], 3.0], [[0.1], 3.0], [[inf], 2.0]]
+results = [[4.5, 6.0], [0.30000000000000004], [inf]]
+for i, (inp, exp) in enumerate(zip(inputs, results)):
+    assertion(scale(*inp), exp, 0)
+"""
+
+
+def test_the_hub_evalplus_layouts_grade_without_numpy(grader: Grader, tmp_path: Path) -> None:
+    hep, mbpp = tmp_path / "hep.jsonl", tmp_path / "mbpp.jsonl"
+    hep.write_text(
+        json.dumps(
+            {
+                "task_id": "HumanEval/900",
+                "prompt": 'def add(a, b):\n    """The sum of a and b."""\n',
+                "canonical_solution": "    return a + b\n",
+                "entry_point": "add",
+                "test": _HEP_TEST,
+            }
+        )
+        + "\n"
+    )
+    mbpp.write_text(
+        json.dumps(
+            {
+                "task_id": 901,
+                "code": "def scale(xs, k):\n    return [x * k for x in xs]",
+                "prompt": "Write a function to multiply every number of a list by k.",
+                "source_file": "x",
+                "test_imports": [],
+                "test_list": ["assert scale([1.5, 2.0], 3.0) == [4.5, 6.0]"],
+                "test": _MBPP_TEST,
+            }
+        )
+        + "\n"
+    )
+    [he] = data.load(BENCHMARKS["humaneval+"], data={"humaneval+": str(hep)})
+    [mb] = data.load(BENCHMARKS["mbpp+"], data={"mbpp+": str(mbpp)})
+    assert mb.gold["entry_point"] == "scale" and "assert scale([1.5, 2.0], 3.0)" in mb.question
+    answers = {
+        "exact": ("def add(a, b):\n    return a + b", "def scale(xs, k):\n    return [x * k for x in xs]"),
+        # Within numpy's tolerance, not equal: the stand-in for numpy decides.
+        "close": (
+            "def add(a, b):\n    return round(a + b, 9)",
+            "def scale(xs, k):\n    return [x * k + 1e-12 for x in xs]",
+        ),
+        "wrong": ("def add(a, b):\n    return a - b", "def scale(xs, k):\n    return [x + k for x in xs]"),
+        "far": (
+            "def add(a, b):\n    return a + b + 1e-3",
+            "def scale(xs, k):\n    return [x * k * 1.001 for x in xs]",
+        ),
+    }
+    for name, (add, scale) in answers.items():
+        [h] = grader.grade([he], [add])
+        [m] = grader.grade([mb], [scale])
+        expected = name in ("exact", "close")
+        assert (h.correct, m.correct) == (expected, expected), (name, h.detail, m.detail)
+
+
+def test_mbpp_plus_tasks_with_a_second_accepted_answer(grader: Grader) -> None:
+    by_id = {s.id: s for s in _load("mbpp+")}
+    pyramid = (  # the height read as the perpendicular height, not the slant height
+        "import math\ndef surface_Area(b, h):\n    slant = math.sqrt((b / 2) ** 2 + h ** 2)\n"
+        "    return round(b * b + 2 * b * slant)"
+    )
+    padded = (  # the shorter number padded with zeros
+        "def digit_distance_nums(a, b):\n    x, y = str(a), str(b)\n    w = max(len(x), len(y))\n"
+        "    return sum(abs(int(p) - int(q)) for p, q in zip(x.zfill(w), y.zfill(w)))"
+    )
+    samples = [by_id["Mbpp/581"], by_id["Mbpp/558"], by_id["Mbpp/581"], by_id["Mbpp/558"]]
+    answers = [
+        pyramid,
+        padded,
+        "def surface_Area(b, h):\n    return 0",
+        "def digit_distance_nums(a, b):\n    return -1",
+    ]
+    assert [g.correct for g in grader.grade(samples, answers)] == [True, True, False, False]

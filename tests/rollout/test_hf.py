@@ -77,3 +77,13 @@ def test_special_tokens_are_added_once(tiny_model_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     out = HFRollout(model, tokenizer).generate(["x", f"{bos}x"], SamplingParams(max_tokens=2, seed=0))
     assert [g[0].prompt_ids for g in out] == [[bos_id, *plain]] * 2
+
+
+def test_stop_tokens_end_a_completion(engine: HFRollout) -> None:
+    greedy = SamplingParams(temperature=0.0, max_tokens=6, logprobs=False)
+    [[free]] = engine.generate(PROMPTS[:1], greedy)
+    first = free.token_ids[0]
+    assert first != engine.tokenizer.eos_token_id  # else this test would prove nothing
+    stopped = SamplingParams(temperature=0.0, max_tokens=6, logprobs=False, stop_token_ids=(first,))
+    [[short]] = engine.generate(PROMPTS[:1], stopped)
+    assert short.token_ids == [first] and short.finished

@@ -20,7 +20,27 @@ def parse_request(line: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"not JSON: {exc}"
     if not isinstance(request, dict):
         return None, "a request must be a JSON object"
+    if not _valid_unicode(request):
+        # A lone surrogate: a "\\ud800" escape, or bytes that are not UTF-8 read
+        # from stdin. No sandbox call and no answer line could carry it.
+        return None, "the request holds text that is not valid Unicode (a lone surrogate)"
     return request, None
+
+
+def _valid_unicode(value: Any) -> bool:
+    if isinstance(value, str):
+        if value.isascii():
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_valid_unicode(k) and _valid_unicode(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_valid_unicode(v) for v in value)
+    return True
 
 
 def serve(handle: Handler, source: IO[str], sink: IO[str], window: int) -> int:

@@ -34,5 +34,8 @@ def tiny_command(out: Path, seed: int, shape: str) -> None:
             "azr model tiny needs the training stack: pip install 'azr[train]'"
         ) from exc
     start = time.perf_counter()
-    build_tiny(out, seed=seed, shape=shape)
+    try:
+        build_tiny(out, seed=seed, shape=shape)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the model into {out}: {exc}") from exc
     click.echo(f"built the {shape} model in {out} in {time.perf_counter() - start:.1f} s")

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from azr._core import ConfigError
 from azr.cli.jsonl import parse_request, serve
 from azr.sandbox import ExecResult, Sandbox, SandboxError
 
@@ -19,16 +20,24 @@ def limits(f: Any) -> Any:
     f = click.option(
         "--timeout",
         "timeout_s",
-        type=float,
+        type=click.FloatRange(min=0, min_open=True),
         default=10.0,
         show_default=True,
         help="CPU seconds per execution (guest fuel).",
     )(f)
     f = click.option(
-        "--memory-mb", type=int, default=256, show_default=True, help="Memory limit per execution."
+        "--memory-mb",
+        type=click.IntRange(min=1),
+        default=256,
+        show_default=True,
+        help="Memory limit per execution.",
     )(f)
     f = click.option(
-        "--workers", type=int, default=0, show_default=True, help="Parallel executions; 0 means one per core."
+        "--workers",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Parallel executions; 0 means one per core.",
     )(f)
     return f
 
@@ -36,7 +45,7 @@ def limits(f: Any) -> Any:
 def make_sandbox(timeout_s: float, memory_mb: int, workers: int) -> Sandbox:
     try:
         return Sandbox(timeout_s=timeout_s, memory_mb=memory_mb, workers=workers)
-    except SandboxError as exc:
+    except (SandboxError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 

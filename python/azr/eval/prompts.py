@@ -10,6 +10,7 @@ model was trained on.
 from __future__ import annotations
 
 import ast
+from typing import Any
 
 from azr.eval.data import Sample
 from azr.tasks import prompts as task_prompts
@@ -57,6 +58,19 @@ def instruction(s: Sample) -> str:
     return _code_instruction(s)
 
 
+#: End-of-turn tokens of the common chat formats (Qwen's ChatML, Llama 3). A
+#: base model prompted in one of them writes its turn's end and would then go
+#: on with an invented next turn (a second ``\\boxed{}``, text after
+#: ``</answer>``); generation stops there, as the official Qwen math harness does.
+END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>")
+
+
+def stop_token_ids(tokenizer: Any) -> tuple[int, ...]:
+    """The ids of the ``END_OF_TURN`` tokens this tokenizer has as single tokens."""
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    return tuple(vocab[t] for t in END_OF_TURN if t in vocab)
+
+
 def render(s: Sample, template: str, tokenizer: task_prompts.ChatTokenizer | None = None) -> str:
     if template == "qwen-boxed":
         return QWEN_BOXED.format(question=s.question if s.kind == "math" else instruction(s))
@@ -82,7 +96,7 @@ def answer_text(text: str, template: str) -> tuple[str, bool]:
 def _python_or_none(text: str) -> str | None:
     try:
         ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # any model text: never a crash
         return None
     return text if text.strip() else None
 

@@ -88,7 +88,13 @@ def generate(
         for name, ss in samples.items()
     }
     unique = list(dict.fromkeys(p for ps in prompts.values() for p in ps))
-    params = SamplingParams(n=1, temperature=0.0, max_tokens=opts.max_tokens)
+    params = SamplingParams(
+        n=1,
+        temperature=0.0,
+        max_tokens=opts.max_tokens,
+        logprobs=False,
+        stop_token_ids=eval_prompts.stop_token_ids(tokenizer),
+    )
     done: dict[str, tuple[str, int, bool]] = {}
     chunk = 64
     start = time.perf_counter()
@@ -209,6 +215,18 @@ def write(out: Path, results: Mapping[str, Any], records: Mapping[str, list[Reco
                 f.write(json.dumps(asdict(r)) + "\n")
 
 
+def write_generations(out: Path, responses: Mapping[str, Sequence[tuple[str, str, int, bool]]]) -> None:
+    """``generations.jsonl``: every (benchmark, index, prompt, response, tokens, finished)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "generations.jsonl.tmp"
+    with tmp.open("w") as f:
+        for name, rs in responses.items():
+            for i, (prompt, text, tokens, finished) in enumerate(rs):
+                row = {"benchmark": name, "index": i, "prompt": prompt, "response": text}
+                f.write(json.dumps(row | {"tokens": tokens, "finished": finished}) + "\n")
+    tmp.replace(out / "generations.jsonl")
+
+
 def evaluate(
     engine: RolloutEngine,
     tokenizer: Any,
@@ -224,9 +242,14 @@ def evaluate(
     samples = samples if samples is not None else load_samples(opts)
     if console is not None:
         console.print("benchmarks: " + ", ".join(f"{n} ({len(s)})" for n, s in samples.items()))
+    if any(BENCHMARKS[name].kind == "math" for name in samples):
+        grading.require_math_verify()  # before hours of generation, not after
     t0 = time.perf_counter()
     responses = generate(engine, tokenizer, samples, opts, console)
     t1 = time.perf_counter()
+    if out is not None:
+        # Kept before grading: responses cost hours, and a grading failure must not lose them.
+        write_generations(out, responses)
     records = grade(samples, responses, opts, grader)
     t2 = time.perf_counter()
     results = summarize(records)
@@ -246,9 +269,17 @@ def evaluate(
 def load_results(folder: Path) -> dict[str, Any]:
     path = folder / "results.json" if folder.is_dir() else folder
     try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError) as exc:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{folder}: no readable results.json ({exc})") from exc
+    benches = results.get("benchmarks") if isinstance(results, dict) else None
+    if (
+        not isinstance(benches, dict)
+        or not isinstance(results.get("averages"), dict)
+        or not all(isinstance(b, dict) and "title" in b for b in benches.values())
+    ):
+        raise ValueError(f"{path}: not the results.json of an azr eval (benchmarks and averages)")
+    return dict(results)
 
 
 def compare(

@@ -19,6 +19,9 @@ class SamplingParams:
     logprobs: bool = True
     """Report each generated token's log-prob (costs a log-softmax per token; the
     loop asks only when it reuses rollouts for several passes)."""
+    stop_token_ids: tuple[int, ...] = ()
+    """Tokens that end a completion besides the tokenizer's end-of-sequence token
+    (kept as its last token), such as a chat template's end-of-turn token."""
 
 
 @dataclass(frozen=True)

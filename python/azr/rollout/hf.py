@@ -54,6 +54,7 @@ class HFRollout:
         )
         device = next(self.model.parameters()).device
         greedy = params.temperature <= 0
+        stops = [t for t in dict.fromkeys([tok.eos_token_id, *params.stop_token_ids]) if t is not None]
         result = self.model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
@@ -62,7 +63,7 @@ class HFRollout:
             top_p=None if greedy else params.top_p,
             top_k=None,
             max_new_tokens=params.max_tokens,
-            eos_token_id=tok.eos_token_id,
+            eos_token_id=stops or None,
             pad_token_id=tok.pad_token_id,
             output_logits=params.logprobs,
             return_dict_in_generate=True,
@@ -79,8 +80,9 @@ class HFRollout:
             tokens = new[row].tolist()
             length = len(tokens)
             finished = False
-            if tok.eos_token_id in tokens:
-                length = tokens.index(tok.eos_token_id) + 1
+            ends = [i for i, t in enumerate(tokens) if t in stops]
+            if ends:
+                length = ends[0] + 1
                 finished = True
             kept = tokens[:length]
             prompt = ids[row][mask[row].bool()].tolist()

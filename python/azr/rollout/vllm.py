@@ -248,6 +248,7 @@ class VLLMRollout:
                 seed=seed,
                 logprobs=0 if params.logprobs else None,
                 skip_special_tokens=True,
+                stop_token_ids=list(params.stop_token_ids) or None,
             )
 
         # vLLM seeds each request from its own SamplingParams (its n samples from
