@@ -113,7 +113,10 @@ class SelfPlayConfig:
     kl_coef: float = 0.0
     """KL penalty against the initial policy; 0 means no reference model."""
     ppo_epochs: int = 1
-    """Optimizer passes per batch; with 1 the update is exactly on-policy."""
+    """Optimizer steps per batch, one pass each; with 1 the update is exactly on-policy.
+    Later passes clip the ratio against the policy before the first (π_old: the
+    trainer's own log-probs from the first pass, as veRL recomputes them), not
+    the rollout engine's."""
     induction_inputs: int = 10
     induction_visible: int = 5
     single_function: bool = True

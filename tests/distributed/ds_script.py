@@ -32,6 +32,7 @@ OPTIONS = {"lr": 1e-2, "micro_batch_size": 2, "weight_decay": 0.1, "grad_clip": 
 
 LORA = "lora" in sys.argv[5:]
 KL = "kl" in sys.argv[5:]
+EPOCHS = 2 if "epochs" in sys.argv[5:] else 1
 
 
 def kl_penalty(folder: str):  # type: ignore[no-untyped-def]
@@ -90,14 +91,14 @@ def main() -> None:
         trainer.step_shard(shard_by_tokens(BATCH_B, world)[rank], total)
     elif mode == "straight":
         trainer = deepspeed_trainer(folder, stage)
-        trainer.step(BATCH_A)
-        trainer.step(BATCH_B)
+        trainer.step(BATCH_A, EPOCHS)
+        trainer.step(BATCH_B, EPOCHS)
     else:
         from azr.train.torch_trainer import TorchTrainer
 
         trainer = TorchTrainer(model(folder), kl=kl_penalty(folder), **OPTIONS)
-        trainer.step(BATCH_A)
-        trainer.step(BATCH_B)
+        trainer.step(BATCH_A, EPOCHS)
+        trainer.step(BATCH_B, EPOCHS)
     weights = params(trainer)
     if int(os.environ.get("RANK", "0")) == 0:
         out.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ def _launch(
     gpu: bool = False,
     lora: bool = False,
     kl: bool = False,
+    epochs: bool = False,
 ) -> None:
     port = str(free_port())
     procs = []
@@ -53,6 +54,7 @@ def _launch(
             str(stage),
             *(["lora"] if lora else []),
             *(["kl"] if kl else []),
+            *(["epochs"] if epochs else []),
         ]
         procs.append(
             subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -131,6 +133,18 @@ def test_zero2_with_a_kl_penalty_matches_the_torch_trainer(tiny_model_dir: Path,
     # The penalty changed the update (the second step starts away from the reference).
     plain = _params(tmp_path / "plain")
     assert max(float((with_kl[k] - plain[k]).abs().max()) for k in plain) > 1e-4
+
+
+def test_zero2_with_two_epochs_matches_the_torch_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # The second epoch's ratio compares against the first epoch's log-probs, per
+    # micro-batch (ZeRO's engine keeps them, as the torch trainer does).
+    _launch("torch", tiny_model_dir, tmp_path / "torch", 2, epochs=True)
+    _launch("straight", tiny_model_dir, tmp_path / "ds", 2, epochs=True)
+    _launch("torch", tiny_model_dir, tmp_path / "one", 2)
+    two = _params(tmp_path / "torch")
+    _assert_close(two, _params(tmp_path / "ds"), _start(tiny_model_dir))
+    one = _params(tmp_path / "one")
+    assert max(float((two[k] - one[k]).abs().max()) for k in one) > 1e-4
 
 
 @pytest.mark.parametrize("kl", [False, True], ids=["plain", "kl"])

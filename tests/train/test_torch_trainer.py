@@ -76,6 +76,24 @@ def test_a_step_with_a_nonfinite_gradient_is_skipped(tiny_model_dir: Path) -> No
     assert any(not p.equal(b) for p, b in zip(model.parameters(), before, strict=True))
 
 
+def test_later_epochs_take_pi_old_from_the_first(tiny_model_dir: Path) -> None:
+    """With several epochs the clipped ratio compares against the policy before
+    the step; stepping twice with one epoch each would restart it at 1."""
+    once = TorchTrainer(_model(tiny_model_dir), lr=0.05)
+    m = once.step(SAMPLES)
+    assert m["train/approx_kl"] == 0.0 and m["train/clip_fraction"] == 0.0
+    m = once.step(SAMPLES)
+    assert m["train/approx_kl"] == 0.0  # a new step: on-policy again
+    twice = TorchTrainer(_model(tiny_model_dir), lr=0.05)
+    m = twice.step(SAMPLES, epochs=2)
+    assert m["train/approx_kl"] > 0.0 and m["train/clip_fraction"] > 0.0
+    moved = [
+        (a - b).abs().max().item()
+        for a, b in zip(once.model.parameters(), twice.model.parameters(), strict=True)
+    ]
+    assert max(moved) > 0.0  # the clip changed the second update
+
+
 def test_empty_responses_are_skipped(tiny_model_dir: Path) -> None:
     assert TorchTrainer(_model(tiny_model_dir)).step([Sample([1, 2], [], 1.0)]) == {"train/skipped": 1.0}
 

@@ -150,10 +150,10 @@ class _Worker:
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         return list(self.engine.generate(prompts, params))
 
-    def step(self, samples: list[Sample], total_tokens: int) -> dict[str, float]:
+    def step(self, samples: list[Sample], total_tokens: int, epochs: int = 1) -> dict[str, float]:
         if self.sleeps:
             self.engine.sleep()  # the colocated engine frees its memory for the update
-        return dict(self.trainer.step_shard(samples, total_tokens))
+        return dict(self.trainer.step_shard(samples, total_tokens, epochs))
 
     def sync_local(self) -> None:
         self._sync()
@@ -280,7 +280,7 @@ class RayTrainer:
         self.nodes = nodes
         """The distinct Ray nodes the ranks run on."""
 
-    def step(self, samples: Sequence[Sample]) -> dict[str, float]:
+    def step(self, samples: Sequence[Sample], epochs: int = 1) -> dict[str, float]:
         from azr.train.batching import TERMS
 
         ray = _ray()
@@ -288,7 +288,7 @@ class RayTrainer:
         total = sum(len(s.response_ids) for s in kept)
         shards = shard_by_tokens(kept, len(self.workers))
         results = ray.get(
-            [w.step.remote(shard, total) for w, shard in zip(self.workers, shards, strict=True)]
+            [w.step.remote(shard, total, epochs) for w, shard in zip(self.workers, shards, strict=True)]
         )
         if "train/skipped" in results[0]:
             return results[0]

@@ -139,9 +139,9 @@ class SleepDuringUpdate:
     def __init__(self, trainer: Any, engine: Any) -> None:
         self.inner, self.engine = trainer, engine
 
-    def step(self, samples: Sequence[Sample]) -> dict[str, float]:
+    def step(self, samples: Sequence[Sample], epochs: int = 1) -> dict[str, float]:
         self.engine.sleep()
-        return dict(self.inner.step(samples))
+        return dict(self.inner.step(samples, epochs))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

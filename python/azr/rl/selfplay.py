@@ -139,7 +139,7 @@ class SelfPlay:
             max_tokens=r.max_response_tokens,
             seed=seed,
             # Sampling-time log-probs serve only as pi_old for a second pass over the batch.
-            logprobs=self.config.selfplay.ppo_epochs > 1,
+            logprobs=False,  # π_old comes from the trainer's own first pass
         )
 
     def _timed(self, phase: str, start: float) -> None:
@@ -434,16 +434,10 @@ class SelfPlay:
             rewards, [(s.task, s.role) for s in scored], lengths, sp.advantage_weighting
         )
         samples = [
-            Sample(
-                s.completion.prompt_ids,
-                s.completion.token_ids,
-                float(a),
-                s.completion.logprobs if sp.ppo_epochs > 1 else None,
-            )
+            Sample(s.completion.prompt_ids, s.completion.token_ids, float(a))
             for s, a in zip(scored, advantages.tolist(), strict=True)
         ]
-        for _ in range(sp.ppo_epochs):
-            metrics |= self.trainer.step(samples)
+        metrics |= self.trainer.step(samples, sp.ppo_epochs)
         self._timed("update", start)
 
         # 7. Sync the new weights into the rollout engine.

@@ -15,13 +15,14 @@ class Sample:
     prompt_ids: list[int]
     response_ids: list[int]
     advantage: float
-    old_logprobs: list[float] | None = None
-    """Log-probs at generation time; None means on-policy (taken from the current model)."""
 
 
 class Trainer(Protocol):
-    def step(self, samples: Sequence[Sample]) -> dict[str, float]:
-        """One optimizer step over all ``samples``; returns metrics."""
+    def step(self, samples: Sequence[Sample], epochs: int = 1) -> dict[str, float]:
+        """``epochs`` optimizer steps over all ``samples`` (one pass each); π_old
+        of the clipped ratio is the policy before the first (its log-probs from
+        the first pass), so with one epoch the update is exactly on-policy.
+        Returns the last pass's metrics."""
         ...
 
     def state_dict(self) -> dict[str, Any]:

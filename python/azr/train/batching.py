@@ -142,23 +142,20 @@ def micro_batch_loss(
     pad_token_id: int,
     scale: float = 1.0,
     kl: KLPenalty | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss to call ``backward`` on, and this micro-batch's share of each reported term.
+    old: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """The loss to call ``backward`` on, this micro-batch's share of each
+    reported term, and its response log-probs (detached, π_old for later passes).
 
     ``policy_loss`` means over the micro-batch's tokens; the result is rescaled
     by its share of ``total_tokens`` (the response tokens of the whole batch,
     on every rank) so accumulated gradients are the whole batch's token mean.
-    ``scale`` undoes a data-parallel gradient average (the world size).
+    ``scale`` undoes a data-parallel gradient average (the world size). ``old``
+    is π_old's log-probs; None means the current policy's (a ratio of exactly 1).
     """
     logprobs, entropy, mask = response_logprobs(model, batch, pad_token_id)
-    old = torch.zeros_like(logprobs)
-    width = logprobs.shape[1]
-    for row, s in enumerate(batch):
-        begin = width - len(s.response_ids)  # responses end in the last column
-        if s.old_logprobs is None:
-            old[row, begin:] = logprobs[row, begin:].detach()
-        else:
-            old[row, begin:] = torch.tensor(s.old_logprobs, dtype=old.dtype)
+    current = logprobs.detach()
+    old = current if old is None else old
     advantages = torch.tensor([s.advantage for s in batch], dtype=logprobs.dtype, device=logprobs.device)
     ref = kl.logprobs(model, batch, pad_token_id) if kl is not None and kl.coef else None
     terms = policy_loss(
@@ -174,7 +171,7 @@ def micro_batch_loss(
     )
     share = mask.sum().item() / total_tokens
     reported = {key: float(getattr(terms, key).item()) * share for key in TERMS}
-    return terms.loss * (share * scale), reported
+    return terms.loss * (share * scale), reported, current
 
 
 def accumulate(
@@ -187,13 +184,17 @@ def accumulate(
     entropy_coef: float,
     pad_token_id: int,
     kl: KLPenalty | None = None,
+    behaviour: dict[int, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Forward and ``backward(loss, last pass?)`` over ``passes`` (micro-batch,
     ``scale`` of ``micro_batch_loss``); the sum of each term over the passes
-    with a non-zero scale (a zero-scale pass only keeps collectives in step)."""
+    with a non-zero scale (a zero-scale pass only keeps collectives in step).
+
+    ``behaviour`` carries π_old between the epochs of one step: micro-batch i's
+    log-probs from the first epoch, stored here then, used by the later ones."""
     sums = dict.fromkeys(TERMS, 0.0)
     for i, (batch, scale) in enumerate(passes):
-        loss, terms = micro_batch_loss(
+        loss, terms, current = micro_batch_loss(
             model,
             batch,
             total_tokens,
@@ -202,7 +203,10 @@ def accumulate(
             pad_token_id=pad_token_id,
             scale=scale,
             kl=kl,
+            old=behaviour.get(i) if behaviour is not None else None,
         )
+        if behaviour is not None:
+            behaviour.setdefault(i, current)
         backward(loss, i == len(passes) - 1)
         if scale:
             for key in sums:

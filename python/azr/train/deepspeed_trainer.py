@@ -223,15 +223,16 @@ class DeepSpeedTrainer:
         self.pad_token_id = pad_token_id
 
     # ------------------------------------------------------------ the update
-    def step(self, samples: Sequence[Sample]) -> dict[str, float]:
-        """One optimizer step over ``samples`` (all of them on one rank)."""
+    def step(self, samples: Sequence[Sample], epochs: int = 1) -> dict[str, float]:
+        """``epochs`` optimizer steps over ``samples`` (all of them on one rank)."""
         kept = [s for s in samples if s.response_ids]
-        return self.step_shard(kept, sum(len(s.response_ids) for s in kept))
+        return self.step_shard(kept, sum(len(s.response_ids) for s in kept), epochs)
 
-    def step_shard(self, samples: Sequence[Sample], total_tokens: int) -> dict[str, float]:
-        """This rank's share of one optimizer step; ``total_tokens`` counts the
-        response tokens of the whole batch on all ranks. Every rank must call it,
-        even with no samples, because the gradient reduction is collective."""
+    def step_shard(self, samples: Sequence[Sample], total_tokens: int, epochs: int = 1) -> dict[str, float]:
+        """This rank's share of ``epochs`` optimizer steps (π_old from the first);
+        ``total_tokens`` counts the response tokens of the whole batch on all
+        ranks. Every rank must call it, even with no samples, because the
+        gradient reduction is collective."""
         samples = [s for s in samples if s.response_ids]
         if total_tokens == 0:
             return {"train/skipped": 1.0}
@@ -250,18 +251,21 @@ class DeepSpeedTrainer:
             self.engine.set_gradient_accumulation_boundary(last)
             self.engine.backward(loss, scale_wrt_gas=False)
 
-        sums = accumulate(
-            self.engine,
-            passes,
-            total_tokens,
-            backward,
-            clip_eps=self.clip_eps,
-            entropy_coef=self.entropy_coef,
-            pad_token_id=self.pad_token_id,
-            kl=self.kl,
-        )
-        self.engine.step()
-        norm = self.engine.get_global_grad_norm()
+        behaviour: dict[int, torch.Tensor] = {}
+        for _ in range(epochs):
+            sums = accumulate(
+                self.engine,
+                passes,
+                total_tokens,
+                backward,
+                clip_eps=self.clip_eps,
+                entropy_coef=self.entropy_coef,
+                pad_token_id=self.pad_token_id,
+                kl=self.kl,
+                behaviour=behaviour if epochs > 1 else None,
+            )
+            self.engine.step()
+            norm = self.engine.get_global_grad_norm()
         self.engine.eval()
         return report(sums, float(norm) if norm is not None else float("nan"), total_tokens)
 

@@ -62,37 +62,42 @@ class TorchTrainer:
         self.entropy_coef = entropy_coef
         self.pad_token_id = pad_token_id
 
-    def step(self, samples: Sequence[Sample]) -> dict[str, float]:
+    def step(self, samples: Sequence[Sample], epochs: int = 1) -> dict[str, float]:
         samples = [s for s in samples if s.response_ids]
         if not samples:
             return {"train/skipped": 1.0}
         self.model.train()
-        self.model.zero_grad(set_to_none=True)
-        self.optimizer.zero_grad(set_to_none=True)
         total_tokens = sum(len(s.response_ids) for s in samples)
         batches = micro_batches(samples, self.micro_batch_size, self.micro_batch_tokens)
-        sums = accumulate(
-            self.model,
-            [(b, 1.0) for b in batches],
-            total_tokens,
-            self._backward,
-            clip_eps=self.clip_eps,
-            entropy_coef=self.entropy_coef,
-            pad_token_id=self.pad_token_id,
-            kl=self.kl,
-        )
-        grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.grad_clip)
-        # One NaN or inf in a gradient would poison every weight and Adam's moments
-        # for good: such a step is skipped (and counted), never applied.
-        finite = bool(torch.isfinite(grad_norm))
-        if finite:
+        behaviour: dict[int, torch.Tensor] = {}
+        skipped = 0
+        for _ in range(epochs):
+            self.model.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            sums = accumulate(
+                self.model,
+                [(b, 1.0) for b in batches],
+                total_tokens,
+                self._backward,
+                clip_eps=self.clip_eps,
+                entropy_coef=self.entropy_coef,
+                pad_token_id=self.pad_token_id,
+                kl=self.kl,
+                behaviour=behaviour if epochs > 1 else None,
+            )
+            grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.grad_clip)
+            # One NaN or inf in a gradient would poison every weight and Adam's moments
+            # for good: such a step is skipped (and counted), never applied.
+            if not torch.isfinite(grad_norm):
+                skipped += 1
+                continue
             self.optimizer.step()
             if self.master is not None:
                 with torch.no_grad():
                     for master, (_, p) in zip(self.master, self._named, strict=True):
                         p.copy_(master)
         self.model.eval()
-        return report(sums, float(grad_norm), total_tokens) | {"train/nonfinite_skipped": float(not finite)}
+        return report(sums, float(grad_norm), total_tokens) | {"train/nonfinite_skipped": float(skipped)}
 
     def _backward(self, loss: torch.Tensor, last: bool) -> None:
         loss.backward()
