@@ -95,6 +95,12 @@ def test_text_that_is_not_unicode_is_an_invalid_request_and_the_stream_goes_on()
     assert answers[2]["id"] == 3 and answers[2]["stdout"] == "3\n"
 
 
+def test_deeply_nested_requests_are_answered() -> None:
+    deep = '{"id": 1, "code": "print(1)", "extra": ' + "[" * 900 + "]" * 900 + "}"
+    answers = _run([deep, json.dumps({"id": 2, "code": "print(2)"})])
+    assert [a["id"] for a in answers] == [1, 2] and answers[0]["stdout"] == "1\n"
+
+
 def test_limits_out_of_range_are_usage_errors() -> None:
     for args in (["--timeout", "0"], ["--memory-mb", "0"], ["--workers", "-1"]):
         result = CliRunner().invoke(cli, ["sandbox", "run", *args], input="")

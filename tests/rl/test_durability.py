@@ -234,6 +234,7 @@ def test_seeds_from_an_export_enter_at_step_zero(tmp_path: Path) -> None:
     assert _import_seeds(new, export) == 5
     assert [e.step for e in new.entries("deduction")] == [0] * 5
     assert new.recent("deduction", since_step=1) == []  # none of them counts as the last step's
-    export.write_bytes(export.read_bytes() + b'{"task_type": "deduction", "record": 3}\n')
-    with pytest.raises(ConfigError, match="line 6: not a buffer export line"):
-        _import_seeds(TaskBuffer(), export)
+    for bad in (b'{"task_type": "deduction", "record": 3}', b'{"task_type": ["deduction"], "record": {}}'):
+        export.write_bytes(b"\n".join([*export.read_bytes().splitlines()[:5], bad]) + b"\n")
+        with pytest.raises(ConfigError, match="line 6: not a buffer export line"):
+            _import_seeds(TaskBuffer(), export)

@@ -31,6 +31,22 @@ def test_attributes_and_keywords_of_the_same_name_are_left_alone(sandbox: Sandbo
     assert unicode == "def f(n):\n    s = 'é'; return f(n - 1) if n else s\n"
 
 
+def test_a_name_bound_some_other_way_too_gets_an_alias_instead(sandbox: Sandbox) -> None:
+    # A method, a parameter and an exception of the entry's name: renaming them
+    # all, or only some, would change the program; `f = name` changes nothing.
+    for source in (
+        "class Solution:\n    def solve(self, x):\n        return x * 2\ndef solve(x):\n    return Solution().solve(x)\n",
+        "def solve(x):\n    return helper(solve=x)\ndef helper(solve):\n    return solve + 1\n",
+        "def solve(x):\n    try:\n        return 1 // x\n    except ZeroDivisionError as solve:\n        return str(solve)\n",
+    ):
+        result = shape(sandbox, source, "helpers")
+        assert result.ok and result.output == source + "\nf = solve\n", result
+    assert "at least one argument" in failure(
+        sandbox, "def g():\n    return g\nclass A:\n    g = 1\n", "helpers"
+    )
+    assert "already used" in failure(sandbox, "def g(f):\n    return f\n")
+
+
 def test_helpers_before_f_leave_f_the_entry(sandbox: Sandbox) -> None:
     helper_first = "def helper(a):\n    return 2 * a\n\ndef f(a):\n    return helper(a) + 1\n"
     assert shape(sandbox, helper_first, "helpers").output == helper_first

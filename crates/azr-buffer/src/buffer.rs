@@ -310,6 +310,14 @@ impl TaskBuffer {
     /// Add many records under one lock; results (stored or not, as `add`) in
     /// order. Records are checked before any is added, so a bad record adds nothing.
     pub fn add_many(&self, items: &[(TaskType, &[u8], u64)]) -> Result<Vec<bool>, Error> {
+        Ok(self
+            .add_outcomes(items)?
+            .into_iter()
+            .map(|o| o == Added::Stored)
+            .collect())
+    }
+
+    fn add_outcomes(&self, items: &[(TaskType, &[u8], u64)]) -> Result<Vec<Added>, Error> {
         let hashes = items
             .iter()
             .map(|(task, record, _)| parse_record(record).map(|value| content_hash(*task, &value)))
@@ -349,19 +357,19 @@ impl TaskBuffer {
         let mut accepted = Vec::with_capacity(items.len());
         for ((task, _, _), entry) in items.iter().zip(plan) {
             accepted.push(match entry {
-                Some(entry) => place(
-                    &self.lanes,
-                    &self.config,
-                    &mut w,
-                    *task,
-                    Arc::new(entry),
-                    true,
-                ),
+                Some(entry) => {
+                    let entry = Arc::new(entry);
+                    if place(&self.lanes, &self.config, &mut w, *task, entry, true) {
+                        Added::Stored
+                    } else {
+                        Added::PassedOver
+                    }
+                }
                 None => {
                     self.lanes[task.index()]
                         .duplicates
                         .fetch_add(1, Ordering::Relaxed);
-                    false
+                    Added::Duplicate
                 }
             });
         }
@@ -613,7 +621,8 @@ impl TaskBuffer {
 
     /// Add the entries of a JSON-lines export (new ids; duplicates counted as
     /// usual). Stops at the first bad line with its number; lines before it
-    /// stay added. Returns (added, duplicates).
+    /// stay added. Returns (added, duplicates); a record a full reservoir
+    /// passes over is neither.
     pub fn import_jsonl(&self, input: impl BufRead) -> Result<(usize, usize), Error> {
         let (mut added, mut duplicates) = (0, 0);
         for (number, line) in input.lines().enumerate() {
@@ -632,14 +641,24 @@ impl TaskBuffer {
                 .get("record")
                 .filter(|r| r.is_object())
                 .ok_or_else(|| bad("no record object"))?;
-            if self.add(task, record.to_string().as_bytes(), step)? {
-                added += 1;
-            } else {
-                duplicates += 1;
+            // A newcomer a full reservoir passes over is neither (it counts as evicted).
+            match self.add_outcomes(&[(task, record.to_string().as_bytes(), step)])?[0] {
+                Added::Stored => added += 1,
+                Added::Duplicate => duplicates += 1,
+                Added::PassedOver => {}
             }
         }
         Ok((added, duplicates))
     }
+}
+
+/// What became of one added record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Added {
+    Stored,
+    Duplicate,
+    /// A full reservoir kept its sample instead.
+    PassedOver,
 }
 
 /// Put an accepted entry into its lane, evicting per the policy; whether it

@@ -458,3 +458,33 @@ fn add_reports_whether_a_full_reservoir_kept_the_newcomer() {
         );
     }
 }
+
+#[test]
+fn import_counts_only_real_duplicates() {
+    let full = TaskBuffer::new(BufferConfig {
+        capacity: Some(2),
+        eviction: Eviction::Reservoir,
+        seed: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    let lines: String = (0..30)
+        .map(|i| {
+            format!(
+                "{{\"task_type\": \"deduction\", \"step\": 0, \"record\": {}}}\n",
+                String::from_utf8(record(i)).unwrap()
+            )
+        })
+        .collect();
+    let twice = format!("{lines}{lines}");
+    let (added, duplicates) = full.import_jsonl(twice.as_bytes()).unwrap();
+    let stats = full.stats(D);
+    // Everything the reservoir kept is a duplicate the second time; what it
+    // passed over is neither added nor a duplicate (it counts as evicted).
+    assert_eq!(duplicates as u64, stats.duplicates);
+    assert!(duplicates <= 4, "{duplicates}");
+    assert!(
+        added >= 2 && added + duplicates < 60,
+        "{added} {duplicates}"
+    );
+}

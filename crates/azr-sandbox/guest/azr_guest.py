@@ -473,27 +473,54 @@ def _functions(tree) -> list:
     return [n for n in ast.walk(tree) if _isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
-def _renamed_entry(source: str, tree) -> str:
-    """``source`` with its first top-level function renamed to ``f`` wherever
-    the program uses that name as a variable (definitions, references,
-    parameters; not attributes such as ``s.count`` or keyword arguments), the
-    rest of the text untouched. Unchanged when a top-level ``f`` exists,
-    wherever it stands (helpers are often written before it)."""
+def _binds_otherwise(tree, name: str, entry) -> bool:
+    """Whether ``name`` is bound anywhere other than by ``entry``'s ``def`` and
+    plain assignments: a parameter, a keyword argument, another function or
+    class, ``except … as``, ``global``/``nonlocal``, a match capture, an
+    import, a type parameter. Renaming then could change what the program means."""
+    for n in ast.walk(tree):
+        if _isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found = n is not entry and n.name == name
+        elif _isinstance(n, (ast.arg, ast.keyword)):
+            found = n.arg == name
+        elif _isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)):
+            found = n.name == name
+        elif _isinstance(n, ast.MatchMapping):
+            found = n.rest == name
+        elif _isinstance(n, (ast.Global, ast.Nonlocal)):
+            found = name in n.names
+        elif _isinstance(n, ast.alias):
+            found = (n.asname or n.name.split(".")[0]) == name
+        else:  # type parameters (Python 3.12+)
+            found = _type(n).__name__ in ("TypeVar", "ParamSpec", "TypeVarTuple") and n.name == name
+        if found:
+            return True
+    return False
+
+
+def _renamed_entry(source: str, tree) -> tuple[str, str]:
+    """The program with its entry called ``f``, and the name its entry ``def``
+    now has. The entry is the top-level ``f`` if there is one (helpers are
+    often written before it), else the first top-level function. Its name is
+    replaced by ``f`` wherever the program uses it (the ``def`` and every plain
+    reference; not attributes such as ``s.count``), the rest of the text
+    untouched; where the name is also bound some other way (a parameter, a
+    method, ``except … as``, …), ``f = name`` is appended instead, which
+    means the same whatever the program does with the name."""
     top = [n for n in tree.body if _isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     if not top:
         raise GuestError("syntax", "the program defines no function")
     if any(n.name == "f" for n in top):
-        return source
-    old = top[0].name
+        return source, "f"
+    entry = top[0]
+    old = entry.name
     taken = {n.id for n in ast.walk(tree) if _isinstance(n, ast.Name)} | {n.name for n in _functions(tree)}
-    if "f" in taken:
+    if "f" in taken or _binds_otherwise(tree, "f", None):
         raise GuestError("syntax", f"the entry function is {old!r} and the name 'f' is already used")
+    if _binds_otherwise(tree, old, entry):
+        return source.rstrip("\n") + f"\n\nf = {old}\n", old
     # AST columns count UTF-8 bytes, token columns characters.
-    uses = {
-        (n.lineno, n.col_offset)
-        for n in ast.walk(tree)
-        if (_isinstance(n, ast.Name) and n.id == old) or (_isinstance(n, ast.arg) and n.arg == old)
-    }
+    uses = {(n.lineno, n.col_offset) for n in ast.walk(tree) if _isinstance(n, ast.Name) and n.id == old}
     lines = io.StringIO(source).readlines()
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
@@ -509,12 +536,12 @@ def _renamed_entry(source: str, tree) -> str:
     for row, col in reversed(spots):
         line = lines[row - 1]
         lines[row - 1] = line[:col] + "f" + line[col + len(old) :]
-    return "".join(lines)
+    return "".join(lines), "f"
 
 
-def _check_entry(tree, single_function: bool) -> None:
+def _check_entry(tree, single_function: bool, name: str) -> None:
     top = [n for n in tree.body if _isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    entry = next((n for n in top if n.name == "f"), None)
+    entry = next((n for n in top if n.name == name), None)
     if entry is None:
         raise GuestError("syntax", "the program must define f")
     a = entry.args
@@ -542,10 +569,10 @@ def op_shape(req) -> dict:
     proposal, decided by this interpreter's parser: the host's Python may be
     older and refuse syntax the program runs with here."""
     source = req["program"].replace("\r\n", "\n").replace("\r", "\n")
-    program = _renamed_entry(source, _parse_program(source))
+    program, entry = _renamed_entry(source, _parse_program(source))
     rules = req.get("rules", "none")
     if rules != "none":
-        _check_entry(_parse_program(program), rules == "one_function")
+        _check_entry(_parse_program(program), rules == "one_function", entry)
     return {"ok": True, "output": program}
 
 

@@ -28,10 +28,12 @@ pub enum Job {
     /// through `ast.literal_eval`, at most `max_output_chars` long.
     Validate { program: String, input: String },
     /// Parse `program` with the guest's Python (which may be newer than the
-    /// caller's), rename its entry function to `f` (the first top-level
-    /// function, where no top-level `f` exists; attributes and keyword
-    /// arguments of the same name are left alone), then apply `rules`. Runs
-    /// nothing the program says. The output is the renamed program, not a repr.
+    /// caller's), give its entry function the name `f` (the first top-level
+    /// function, where no top-level `f` exists: renamed where the program
+    /// refers to it, attributes left alone; or, where its name is also bound
+    /// some other way, such as a parameter or a method, aliased by an appended
+    /// `f = name`), then apply `rules`. Runs nothing the program says. The
+    /// output is the program, not a repr.
     Shape { program: String, rules: EntryRules },
 }
 

@@ -28,18 +28,21 @@ def parse_request(line: str) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def _valid_unicode(value: Any) -> bool:
-    if isinstance(value, str):
-        if value.isascii():
-            return True
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, dict):
-        return all(_valid_unicode(k) and _valid_unicode(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_valid_unicode(v) for v in value)
+    # A loop, not recursion: JSON nested deeper than the recursion limit still parses.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return True
 
 

@@ -22,6 +22,7 @@ import itertools
 import json
 import math
 import pickle
+import re
 import sys
 
 _deepcopy = copy.deepcopy
@@ -385,6 +386,16 @@ _LCB_PRELUDE = (
 )
 
 
+_FUTURE = re.compile(r"^from[ \t]+__future__[ \t]+import[^\n]*$", re.MULTILINE)
+
+
+def _with_prelude(candidate):
+    """The prelude, then the candidate; ``from __future__`` lines, which must
+    open a module, go above the prelude."""
+    futures = _FUTURE.findall(candidate)
+    return "\n".join([*futures, _LCB_PRELUDE]) + _FUTURE.sub("", candidate)
+
+
 def _lines(text):
     lines = [line.strip() for line in _str(text).strip().split("\n")]
     return lines
@@ -410,7 +421,7 @@ def _same_stdout(out, exp):
 def _stdin(job):
     tests, first = job["tests"], job.get("first", 0)
     try:
-        code = compile(_LCB_PRELUDE + job["candidate"], "<candidate>", "exec")
+        code = compile(_with_prelude(job["candidate"]), "<candidate>", "exec")
     except (SyntaxError, ValueError) as exc:
         return ("fail", 0, _len(tests), "syntax: " + _short(exc))
     for i, t in _enumerate(tests):
@@ -433,7 +444,7 @@ def _stdin(job):
 
 def _functional(job):
     tests, first = job["tests"], job.get("first", 0)
-    namespace, error = _load_candidate(_LCB_PRELUDE + job["candidate"], "Solution")
+    namespace, error = _load_candidate(_with_prelude(job["candidate"]), "Solution")
     if namespace is None:
         return ("fail", 0, _len(tests), error)
     for i, t in _enumerate(tests):

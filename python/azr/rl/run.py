@@ -364,7 +364,7 @@ def _export_records(path: Path) -> list[tuple[str, dict[str, Any], int]]:
             task, record = value["task_type"], value["record"]
         except (ValueError, KeyError, TypeError):  # ValueError: also bytes that are not UTF-8
             task, record = None, None
-        if task not in tasks or not isinstance(record, dict):
+        if not isinstance(task, str) or task not in tasks or not isinstance(record, dict):
             raise ConfigError(
                 f"selfplay.seed_buffer {str(path)!r}, line {number}: not a buffer export line "
                 '({"task_type": ..., "step": ..., "record": {...}})'
