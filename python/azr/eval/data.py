@@ -354,22 +354,24 @@ def _lcb_sample(bench: Benchmark, n: int, r: Mapping[str, Any]) -> Sample:
     )
 
 
-# Outputs EvalPlus compares in a special way (entry points and ids from its dataset).
-_NOT_NONE = {"check_str", "text_match_three", "text_starta_endb"}
-_SET_EQ = {
-    "similar_elements",
-    "find_char_long",
-    "common_in_nested_lists",
-    "extract_singly",
-    "larg_nnum",
-    "intersection_array",
-    "find_dissimilar",
-    "Diff",
-}
-
-
-# MBPP+ tasks EvalPlus grades with a second accepted answer (or any answer).
+# MBPP+ entry points whose outputs EvalPlus compares in its own way (names and
+# task ids from its dataset): the oracle the harness applies to each.
 _MBPP_ORACLES = {
+    **dict.fromkeys(("check_str", "text_match_three", "text_starta_endb"), "not_none"),
+    **dict.fromkeys(
+        (
+            "similar_elements",
+            "find_char_long",
+            "common_in_nested_lists",
+            "extract_singly",
+            "larg_nnum",
+            "intersection_array",
+            "find_dissimilar",
+            "Diff",
+        ),
+        "set_eq",
+    ),
+    # A second accepted answer, or any answer.
     "are_equivalent": "any",  # Mbpp/164
     "sum_div": "or_zero",  # Mbpp/295
     "surface_Area": "surface_area",  # Mbpp/581
@@ -378,12 +380,8 @@ _MBPP_ORACLES = {
 
 
 def _special(task_id: str, entry: str) -> str | None:
-    if task_id.startswith("Mbpp/") and entry in _MBPP_ORACLES:
-        return _MBPP_ORACLES[entry]
-    if task_id.startswith("Mbpp/") and entry in _NOT_NONE:
-        return "not_none"
-    if task_id.startswith("Mbpp/") and entry in _SET_EQ:
-        return "set_eq"
+    if task_id.startswith("Mbpp/"):
+        return _MBPP_ORACLES.get(entry)
     if task_id == "HumanEval/32":
         return "find_zero"
     return None

@@ -267,22 +267,19 @@ class Grader:
     def grade(self, samples: Sequence[Sample], codes: Sequence[str | None]) -> list[Grade]:
         """Run every answer's tests in the sandbox (batched, in parallel)."""
         parts: list[tuple[int, str]] = []
-        verdicts: dict[tuple[int, str], tuple[str, str]] = {}
-        per_test = [
-            (i, s, code)
-            for i, (s, code) in enumerate(zip(samples, codes, strict=True))
-            if code is not None and s.gold["style"] in ("stdin", "functional")
-        ]
-        verdicts |= {(i, "all"): v for i, v in self._test_by_test(per_test).items()}
+        per_test: list[tuple[int, Sample, str]] = []  # LiveCodeBench's styles
         for i, (s, code) in enumerate(zip(samples, codes, strict=True)):
-            if code is None or s.gold["style"] in ("stdin", "functional"):
+            if code is None:
                 continue
-            if s.gold["style"] == "evalplus":
+            if s.gold["style"] in ("stdin", "functional"):
+                per_test.append((i, s, code))
+            elif s.gold["style"] == "evalplus":
                 parts.append((i, "base"))
                 if s.gold["plus_input"]:
                     parts.append((i, "plus"))
             else:
                 parts.append((i, "all"))
+        verdicts = {(i, "all"): v for i, v in self._test_by_test(per_test).items()}
         ep = [(i, p) for i, p in parts if p != "all"]
         refs = dict(zip(ep, self.references([(samples[i], p) for i, p in ep]), strict=True))
         by_budget: dict[tuple[float, int], list[tuple[tuple[int, str], str]]] = {}
@@ -395,10 +392,11 @@ def grade_cruxeval(sandbox: Sandbox, samples: Sequence[Sample], answers: Sequenc
     # its gold inputs are lambdas): f(<answer>) runs in a fresh instance, which
     # refuses anything but one call of f, and its output's repr is then judged
     # against the gold output like a CruxEval-O answer.
-    runs = sandbox.run_batch([(s.gold["program"], a) for _, s, a in abd])
-    ran = [(i, s, r.output) for (i, s, _), r in zip(abd, runs, strict=True) if r.ok and r.output is not None]
-    for (i, _, _), r in zip(abd, runs, strict=True):
-        if not r.ok or r.output is None:
+    ran: list[tuple[int, Sample, str]] = []
+    for (i, s, _), r in zip(abd, sandbox.run_batch([(s.gold["program"], a) for _, s, a in abd]), strict=True):
+        if r.ok and r.output is not None:
+            ran.append((i, s, r.output))
+        else:
             out[i] = Grade(False, None, f"{r.error.kind}: {r.error.message}" if r.error else "no output")
     judged = sandbox.check_deduction_batch([(s.gold["output"], output) for _, s, output in ran])
     for (i, _, _), v in zip(ran, judged, strict=True):
