@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -230,6 +231,8 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -365,9 +368,45 @@ def validate(config: Config) -> None:
         "rollout.max_response_tokens": config.rollout.max_response_tokens,
         "run.steps": config.run.steps,
     }
+    positive |= {
+        "selfplay.seed_factor": s.seed_factor,
+        "selfplay.seed_max_rounds": s.seed_max_rounds,
+        "rollout.batch_size": config.rollout.batch_size,
+        "rollout.max_prompt_tokens": config.rollout.max_prompt_tokens,
+        "run.eval_limit": config.run.eval_limit,
+        "run.eval_max_tokens": config.run.eval_max_tokens,
+        "sandbox.max_output_chars": config.sandbox.max_output_chars,
+    }
+    if config.buffer.capacity is not None:
+        positive["buffer.capacity"] = config.buffer.capacity
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
+    # Keys that reach Rust as unsigned integers, or count things.
+    for key, value in {
+        "selfplay.references": s.references,
+        "sandbox.workers": config.sandbox.workers,
+        "resources.rollout_gpus": config.resources.rollout_gpus,
+    }.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be 0 or more, got {value}")
+    if config.sandbox.workers > 128:
+        raise ConfigError(
+            f"sandbox.workers must be at most 128 (0: one per core), got {config.sandbox.workers}"
+        )
+    if not 0 <= config.run.seed < 2**64:
+        raise ConfigError(f"run.seed must be in [0, 2**64), got {config.run.seed}")
+    if config.sandbox.memory_mb < 32:
+        raise ConfigError(
+            "sandbox.memory_mb must be at least 32 (the interpreter needs about 20), "
+            f"got {config.sandbox.memory_mb}"
+        )
+    ro = config.rollout
+    if ro.temperature < 0 or not 0 < ro.top_p <= 1:
+        raise ConfigError(
+            f"rollout.temperature must be 0 (greedy) or more and rollout.top_p in (0, 1] "
+            f"(got {ro.temperature}, {ro.top_p})"
+        )
     if not 0 < s.induction_visible < s.induction_inputs:
         raise ConfigError("selfplay.induction_visible must be between 1 and selfplay.induction_inputs - 1")
     t = config.trainer
@@ -407,6 +446,23 @@ def validate(config: Config) -> None:
         )
     if t.micro_batch_tokens < 0 or t.lora_rank < 0:
         raise ConfigError("trainer.micro_batch_tokens and trainer.lora_rank must be 0 or more")
+    if not all(0 <= b < 1 for b in t.betas) or t.weight_decay < 0:
+        raise ConfigError(
+            f"trainer.betas must be two numbers in [0, 1) and trainer.weight_decay 0 or more "
+            f"(got {list(t.betas)}, {t.weight_decay})"
+        )
+    if t.grad_clip <= 0:
+        raise ConfigError(f"trainer.grad_clip must be positive, got {t.grad_clip}")
+    if t.lora_rank > 0 and (t.lora_alpha < 1 or not 0 <= t.lora_dropout < 1):
+        raise ConfigError(
+            f"trainer.lora_alpha must be at least 1 and trainer.lora_dropout in [0, 1) "
+            f"(got {t.lora_alpha}, {t.lora_dropout})"
+        )
+    if s.clip_eps <= 0 or s.entropy_coef < 0:
+        raise ConfigError(
+            f"selfplay.clip_eps must be positive and selfplay.entropy_coef 0 or more "
+            f"(got {s.clip_eps}, {s.entropy_coef})"
+        )
     if config.rollout.weight_sync == "nccl":
         if res.colocate or res.gpus_per_node == 0 or config.rollout.backend != "vllm" or t.lora_rank > 0:
             raise ConfigError(

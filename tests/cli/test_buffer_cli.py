@@ -40,3 +40,31 @@ def test_missing_buffer_and_bad_file_are_clear_errors(tmp_path: Path) -> None:
     bad.write_text('{"task_type": "deduction", "step": 0, "record": {"a": 1}}\nnot json\n')
     result = runner.invoke(cli, ["buffer", "import", str(tmp_path / "c"), str(bad)])
     assert result.exit_code != 0 and "line 2" in result.output
+
+
+def test_the_cli_reads_a_buffer_with_the_settings_it_was_written_with(tmp_path: Path) -> None:
+    run_buffer = TaskBuffer.open(tmp_path / "run", capacity=5)  # a run's buffer.capacity
+    run_buffer.add_many(
+        [("deduction", {"program": f"def f(a):\n    return {i}", "input": "1"}, i) for i in range(20)]
+    )
+    run_buffer.flush()
+    del run_buffer
+    runner = CliRunner()
+    result = runner.invoke(cli, ["buffer", "stats", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)["deduction"]
+    assert (stats["live"], stats["evicted"]) == (5, 15)
+    out = tmp_path / "run.jsonl"
+    assert runner.invoke(cli, ["buffer", "export", str(tmp_path / "run"), str(out)]).exit_code == 0
+    assert len(out.read_text().splitlines()) == 5
+
+
+def test_importing_into_a_runs_live_buffer_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "step_3").mkdir(parents=True)
+    (run / "config.yaml").write_text("run: {}\n")
+    source = tmp_path / "seeds.jsonl"
+    source.write_text('{"task_type": "deduction", "step": 0, "record": {"program": "x", "input": "1"}}\n')
+    result = CliRunner().invoke(cli, ["buffer", "import", str(run / "buffer"), str(source)])
+    assert result.exit_code != 0 and "--resume replaces" in result.output
+    assert not (run / "buffer").exists()

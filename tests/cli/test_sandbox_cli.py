@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 
 from azr.cli import cli
 from azr.cli.jsonl import serve
@@ -66,7 +67,7 @@ def test_validate_flag_applies_proposal_checks() -> None:
 def test_serve_streams_interactively(sandbox: Sandbox) -> None:
     source = io.StringIO(json.dumps({"id": 1, "code": "print(1)"}) + "\n\n")
     sink = io.StringIO()
-    assert serve(lambda line: handle_request(sandbox, line, False), source, sink, window=2) == 1
+    assert serve(lambda line: handle_request(sandbox, line, False), source, sink, parallel=2) == 1
     assert json.loads(sink.getvalue())["stdout"] == "1\n"
 
 
@@ -99,6 +100,88 @@ def test_deeply_nested_requests_are_answered() -> None:
     deep = '{"id": 1, "code": "print(1)", "extra": ' + "[" * 900 + "]" * 900 + "}"
     answers = _run([deep, json.dumps({"id": 2, "code": "print(2)"})])
     assert [a["id"] for a in answers] == [1, 2] and answers[0]["stdout"] == "1\n"
+
+
+def test_requests_nested_past_any_recursion_limit_are_invalid_and_the_stream_goes_on() -> None:
+    for depth in (990, 100_000):
+        deep = '{"id": ' + "[" * depth + "]" * depth + ', "code": "print(1)"}'
+        answers = _run([deep, json.dumps({"id": 2, "code": "print(2)"})])
+        assert [a["id"] for a in answers] == [None, 2], depth
+        assert answers[0]["error"]["kind"] == "invalid_request" and answers[1]["stdout"] == "2\n"
+
+
+def test_answers_are_strict_json_whatever_the_id() -> None:
+    lines = ['{"id": NaN, "code": "print(1)"}', '{"id": 1e400, "code": "print(1)"}', '{"id": -Infinity}']
+    lines.append(json.dumps({"id": 4, "code": "print(4)"}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "azr", "sandbox", "run", "--timeout", "1"],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in an answer")
+
+    answers = [json.loads(line, parse_constant=refuse) for line in proc.stdout.splitlines()]
+    assert [a["error"]["kind"] if a["error"] else None for a in answers] == ["invalid_request"] * 3 + [None]
+    assert answers[3]["id"] == 4
+
+
+def test_bytes_that_are_not_utf8_are_answered_under_a_strict_locale() -> None:
+    import os
+
+    stdin = b'{"id": 1, "code": "print(1)"}\n{"id": 2, "code": "# \xff"}\n{"id": 3, "code": "print(3)"}\n'
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C", "PYTHONUTF8": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "azr", "sandbox", "run", "--timeout", "1"],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [a["id"] for a in answers] == [1, None, 3]
+    assert answers[1]["error"]["kind"] == "invalid_request"
+
+
+def test_serve_runs_only_as_many_requests_at_once_as_asked() -> None:
+    import threading
+    import time
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def handle(line: str) -> dict[str, object]:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return {"id": json.loads(line)["id"]}
+
+    source = io.StringIO("".join(json.dumps({"id": i}) + "\n" for i in range(30)))
+    sink = io.StringIO()
+    assert serve(handle, source, sink, parallel=2) == 30
+    assert most[0] == 2
+    assert [json.loads(line)["id"] for line in sink.getvalue().splitlines()] == list(range(30))
+
+
+def test_a_stream_that_fails_to_read_is_an_error_after_the_answers_so_far() -> None:
+    import click
+    import pytest
+
+    def lines() -> Iterator[str]:
+        yield json.dumps({"id": 1}) + "\n"
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    sink = io.StringIO()
+    with pytest.raises(click.ClickException, match="reading requests stopped after 1 answers"):
+        serve(lambda line: {"id": json.loads(line)["id"]}, lines(), sink, parallel=1)  # type: ignore[arg-type]
+    assert sink.getvalue() == '{"id": 1}\n'
 
 
 def test_limits_out_of_range_are_usage_errors() -> None:

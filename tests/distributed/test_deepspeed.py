@@ -201,3 +201,81 @@ def test_cpu_ranks_stay_on_the_cpu_where_cuda_is_visible(tiny_model_dir: Path) -
     )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "accelerator cpu cpu" in p.stdout, p.stdout[-2000:]
+
+
+BF16_ACCUMULATES_IN_FP32 = """
+import math
+import sys
+from azr.models import load_pretrained
+from azr.train import Sample
+from azr.train.deepspeed_trainer import DeepSpeedTrainer
+_, model = load_pretrained(sys.argv[1], {}, "bfloat16", "model.path", device="cpu")
+trainer = DeepSpeedTrainer(model, stage=2, dtype="bfloat16", cpu=True, comm_timeout_s=60, micro_batch_size=1)
+print("accumulates in", trainer.engine.optimizer.gradient_accumulation_dtype)
+expected = trainer.pending_state_bytes()
+out = trainer.step([Sample([5, 6, 7], [8, 9], 1.0), Sample([5, 6], [8, 9, 10], -1.0), Sample([4], [3, 2], 0.5)])
+assert math.isfinite(out["train/grad_norm"]) and out["train/grad_norm"] > 0, out
+# What a colocated engine is told to leave free is what the first step made.
+made = sum(t.numel() * t.element_size() for st in trainer._inner().state.values() for k, t in st.items() if k != "step")
+assert expected == made > 0 and trainer.pending_state_bytes() == 0, (expected, made)
+trainer.close()
+"""
+
+
+def test_bf16_zero2_sums_micro_batch_gradients_in_fp32(tiny_model_dir: Path) -> None:
+    """A batch is many micro-batches per rank; DeepSpeed would sum their
+    gradients in the model's dtype (bf16) unless told otherwise. Also: the
+    optimizer state still to come (for sizing a colocated engine) is exact."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run(
+        [sys.executable, "-c", BF16_ACCUMULATES_IN_FP32, str(tiny_model_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "accumulates in torch.float32" in p.stdout, p.stdout[-2000:]
+
+
+LOAD_SHARDED = """
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from azr.models import load_pretrained
+from azr.train import Sample
+from azr.train.deepspeed_trainer import DeepSpeedTrainer
+
+folder, out = sys.argv[1], Path(sys.argv[2])
+_, model = load_pretrained(folder, {}, "float32", "model.path", device="cpu")
+trainer = DeepSpeedTrainer(model, stage=2, dtype="float32", cpu=True, comm_timeout_s=60, lr=1e-2)
+trainer.step([Sample([5, 6, 7], [8, 9], 1.0)])
+trainer.save(out)
+trained = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+# The same weights as transformers shards a large model: several files and an index.
+shutil.rmtree(out / "model")
+trainer.model.save_pretrained(out / "model", max_shard_size="100KB", safe_serialization=True)
+assert len(list((out / "model").glob("*.safetensors"))) > 1
+_, fresh = load_pretrained(folder, {}, "float32", "model.path", device="cpu")
+other = DeepSpeedTrainer(fresh, stage=2, dtype="float32", cpu=True, comm_timeout_s=60, lr=1e-2)
+other.load(out)
+for name, value in other.model.state_dict().items():
+    assert torch.equal(value, trained[name]), name
+print("loaded shards")
+other.close()  # one process group for both
+"""
+
+
+def test_load_reads_a_sharded_checkpoint(tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run(
+        [sys.executable, "-c", LOAD_SHARDED, str(tiny_model_dir), str(tmp_path / "ckpt")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "loaded shards" in p.stdout

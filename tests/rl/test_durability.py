@@ -238,3 +238,67 @@ def test_seeds_from_an_export_enter_at_step_zero(tmp_path: Path) -> None:
         export.write_bytes(b"\n".join([*export.read_bytes().splitlines()[:5], bad]) + b"\n")
         with pytest.raises(ConfigError, match="line 6: not a buffer export line"):
             _import_seeds(TaskBuffer(), export)
+
+
+def test_a_second_seeder_of_one_folder_is_refused_and_harms_nothing(tmp_path: Path) -> None:
+    from azr.rl.run import seed_buffers
+
+    out = tmp_path / "seeds"
+    staging = tmp_path / ".seeds.seeding"
+    (staging / "buffer").mkdir(parents=True)
+    (staging / "buffer" / "wal-00000000.log").write_text("the first seeder's")
+    first = RunLock(tmp_path, ".seeds.seeding.lock")  # what the first azr seed holds
+    try:
+        with pytest.raises(ConfigError, match="another azr seed is writing"):
+            seed_buffers(None, (), out)
+    finally:
+        first.release()
+    assert (staging / "buffer" / "wal-00000000.log").read_text() == "the first seeder's"
+    assert not out.exists()
+
+
+def test_a_failure_on_resume_is_blamed_on_the_checkpoint_only_when_reading_it(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import azr.rl.run as runs
+    import azr.rl.selfplay as selfplay
+    from rich.console import Console
+
+    run = _copy(base, tmp_path)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("a bug after the checkpoint was read")
+
+    monkeypatch.setattr(selfplay, "SelfPlay", broken)
+    with pytest.raises(ValueError, match="a bug after the checkpoint"):
+        runs.train(resume=run, steps=4, console=Console(quiet=True))
+    monkeypatch.undo()
+
+    def unreadable(self: object, ckpt: Path) -> None:
+        raise RuntimeError("unexpected key in the optimizer state")
+
+    monkeypatch.setattr(runs.Run, "_restore", unreadable)
+    with pytest.raises(
+        ConfigError, match=r"step_3 could not be loaded .*move it away to resume from .*step_2"
+    ):
+        runs.train(resume=run, steps=4, console=Console(quiet=True))
+    assert steps_logged(run) == [1, 2, 3]
+
+
+def test_tensorboard_drops_the_steps_a_resume_from_step_zero_does_again(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="needs tensorboard: pip install 'azr[train]'")
+    from azr.rl.run import _tensorboard
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = load_config(None, ())
+    first = _tensorboard(config, tmp_path, 0, resumed=False)
+    for step in (1, 2, 3):  # logged, then the run was killed before its step-10 checkpoint
+        first.add_scalar("loss", 1.0, step)
+    first.close()
+    again = _tensorboard(config, tmp_path, 0, resumed=True)
+    for step in (1, 2):
+        again.add_scalar("loss", 2.0, step)
+    again.close()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 2.0), (2, 2.0)]

@@ -119,6 +119,7 @@ def test_threads_share_one_sandbox(sandbox: Sandbox) -> None:
         {"timeout_s": float("nan")},
         {"memory_mb": 1},
         {"wall_timeout_s": 0},
+        {"workers": 129},  # the instance pool has slots for 128 workers
     ],
 )
 def test_bad_limits_raise_config_error(kwargs: dict[str, float]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 from azr.sandbox import Sandbox
@@ -63,3 +64,53 @@ def test_a_killed_worker_process_is_replaced(pool: ProcessSandbox) -> None:
     os.kill(next(iter(pids)), signal.SIGKILL)
     got = pool.validate_batch(JOBS[:2] * 4)
     assert [r.ok for r in got] == [True, False] * 4
+
+
+POISON = ("def f(x):\n    return 'this job kills its worker'", "1")
+
+
+def _call_or_die(method: str, items: list[tuple[str, str]]) -> list[dict[str, object]]:
+    """The worker's ``_call``, except that POISON kills the worker process: a
+    stand-in for a job that brings its worker down (the sandbox has no known one)."""
+    from azr.sandbox import pool
+
+    if POISON in items:
+        os._exit(9)
+    return pool._call(method, items)
+
+
+def test_a_job_that_kills_its_worker_gets_a_verdict_and_the_rest_theirs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import azr.sandbox.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "_call", _call_or_die)
+    jobs = [JOBS[0], JOBS[5], POISON, JOBS[0], JOBS[6], JOBS[5]]
+    with ProcessSandbox(timeout_s=1.0, processes=2, chunk=3) as sandbox:
+        got = sandbox.validate_batch(jobs)
+        assert [r.output for r in got] == ["42", "'cba'", None, "42", None, "'cba'"]
+        assert got[2].error is not None and "died or stopped answering twice" in got[2].error.message
+        assert got[4].error is not None and got[4].error.kind == "syntax"
+        assert [r.ok for r in sandbox.validate_batch(JOBS[:2])] == [True, False], "the pool works after"
+
+
+def test_stopped_workers_are_replaced_instead_of_waited_for() -> None:
+    with ProcessSandbox(timeout_s=0.2, processes=2, chunk=2, slack_s=2.0) as sandbox:
+        assert sandbox.validate_batch(JOBS[:1])[0].ok  # the workers are up
+        stopped = [p.pid for p in sandbox._pool._processes.values()]
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        got = sandbox.validate_batch(JOBS[:2] * 2)
+        assert [r.ok for r in got] == [True, False] * 2
+        for pid in stopped:  # killed, not left stopped
+            state = "?"
+            for _ in range(100):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        state = f.read().rsplit(")", 1)[1].split()[0]
+                except FileNotFoundError:
+                    state = "gone"
+                if state in ("gone", "Z", "X"):
+                    break
+                time.sleep(0.05)
+            assert state in ("gone", "Z", "X"), (pid, state)

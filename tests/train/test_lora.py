@@ -62,3 +62,25 @@ def test_a_checkpoint_without_adapter_is_a_clear_error(tiny_model_dir: Path, tmp
 
     with pytest.raises(ConfigError, match="no LoRA adapter"):
         load_adapter(_lora_model(tiny_model_dir), tmp_path)
+
+
+def test_saving_never_moves_the_frozen_base_weights_in_bf16(tiny_model_dir: Path) -> None:
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+    model = apply_lora(base, 4, 16, 0.0, "all-linear")
+    with torch.no_grad():  # adapters as after some training (B starts at zero)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(10):  # ten checkpoints
+        merged = merged_state_dict(model)
+    moved = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert not moved, moved[:3]
+    # The merged weight is W + scale·B@A, computed once in fp32.
+    layer = model.base_model.model.model.layers[0].self_attn.q_proj
+    scale = layer.scaling["default"]
+    delta = scale * layer.lora_B["default"].weight.float() @ layer.lora_A["default"].weight.float()
+    want = (layer.base_layer.weight.float() + delta).to(torch.bfloat16)
+    assert torch.equal(merged["model.layers.0.self_attn.q_proj.weight"], want)
+    assert not torch.equal(want, layer.base_layer.weight), "the adapter changes the merged weight"

@@ -216,3 +216,22 @@ def test_the_kl_reference_is_the_initial_model_also_on_resume(tiny_model_dir: Pa
     assert penalty.coef == 0.05
     assert all(torch.equal(p, ref[n]) for n, p in initial.named_parameters())
     assert not any(p.requires_grad for p in ref.values())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_optimizer_state_still_to_come_is_what_the_first_step_makes(
+    tiny_model_dir: Path, dtype: torch.dtype
+) -> None:
+    # A colocated vLLM engine is sized before the first step: this is what it must leave free.
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=dtype)
+    trainer = TorchTrainer(model, lr=1e-3)
+    expected = trainer.pending_state_bytes()
+    trainer.step([Sample([5, 6, 7], [8, 9], 1.0)])
+    made = sum(
+        t.numel() * t.element_size()
+        for state in trainer.optimizer.state.values()
+        for key, t in state.items()
+        if key != "step"
+    )
+    assert expected == made > 0
+    assert trainer.pending_state_bytes() == 0

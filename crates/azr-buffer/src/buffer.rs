@@ -165,13 +165,65 @@ impl TaskBuffer {
     /// Open (or create) a durable buffer in folder `dir`. Every entry flushed
     /// before a crash comes back exactly once; a half-written last record is
     /// dropped and reported in [`TaskBuffer::recovery`].
+    ///
+    /// The folder keeps the settings it was written with (`settings.json`),
+    /// because replaying its log depends on them (capacity, eviction, the
+    /// reservoir's seed). Other settings are refused while the log holds
+    /// entries; right after a [`compact`](TaskBuffer::compact) (a checkpoint's
+    /// copy) they apply from then on. [`TaskBuffer::open_existing`] opens a
+    /// folder with its own settings.
     pub fn open(dir: impl AsRef<Path>, config: BufferConfig) -> Result<Self, Error> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::open_with(dir.as_ref(), Some(config))
+    }
+
+    /// Open a durable buffer with the settings its folder was written with
+    /// (the defaults for a new folder, or one from before settings were kept).
+    pub fn open_existing(dir: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::open_with(dir.as_ref(), None)
+    }
+
+    fn open_with(dir: &Path, config: Option<BufferConfig>) -> Result<Self, Error> {
+        let dir = dir.to_path_buf();
+        let created = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if created {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                wal::sync_dir(parent)?; // the new folder's name survives a power loss
+            }
+        }
         let lock_path = dir.join("LOCK");
         let lock_file = File::create(&lock_path).map_err(io(&lock_path))?;
-        if lock_file.try_lock().is_err() {
-            return Err(Error::Locked { path: dir });
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir }),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::Io {
+                    path: lock_path,
+                    source: e,
+                })
+            }
+        }
+        let stored = read_settings(&dir)?;
+        let config = match (config, stored) {
+            (None, stored) => stored.unwrap_or_default(),
+            (Some(asked), None) => asked,
+            (Some(asked), Some(stored)) => {
+                if !replays_alike(&asked, &stored) && log_has_frames(&dir)? {
+                    return Err(Error::Config(format!(
+                        "{} was written with {}, and its log replays only with those; open it with \
+                         them (or with open_existing), or compact it first to change them",
+                        dir.display(),
+                        settings_json(&stored)
+                    )));
+                }
+                asked
+            }
+        };
+        if read_settings(&dir)?.as_ref().map(settings_json) != Some(settings_json(&config)) {
+            let path = dir.join(SETTINGS);
+            wal::write_temp(&path, settings_json(&config).to_string().as_bytes())?;
+            std::fs::rename(path.with_extension("tmp"), &path).map_err(io(&path))?;
+            wal::sync_dir(&dir)?;
         }
         let mut buffer = Self::new(config)?;
         let recovery = buffer.recover(&dir)?;
@@ -229,7 +281,7 @@ impl TaskBuffer {
             let decoded = wal::read_file(&path, wal::WAL_MAGIC)?;
             let last = i + 1 == logs.len();
             if let Some(reason) = &decoded.stop_reason {
-                if !last && decoded.good_len < decoded.file_len {
+                if (!last || !decoded.torn) && decoded.good_len < decoded.file_len {
                     return Err(Error::Corrupt {
                         path,
                         offset: decoded.good_len,
@@ -320,7 +372,16 @@ impl TaskBuffer {
     fn add_outcomes(&self, items: &[(TaskType, &[u8], u64)]) -> Result<Vec<Added>, Error> {
         let hashes = items
             .iter()
-            .map(|(task, record, _)| parse_record(record).map(|value| content_hash(*task, &value)))
+            .map(|(task, record, _)| {
+                if record.len() > wal::MAX_RECORD {
+                    return Err(Error::BadRecord(format!(
+                        "{} bytes; a record holds at most {} bytes",
+                        record.len(),
+                        wal::MAX_RECORD
+                    )));
+                }
+                parse_record(record).map(|value| content_hash(*task, &value))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut w = lock(&self.writer);
         // Decide first, log second, apply last: a failed write leaves the
@@ -397,7 +458,14 @@ impl TaskBuffer {
         if durable.synced.load(Ordering::Acquire) >= target {
             return Ok(());
         }
-        file.sync_data().map_err(io(&path))?;
+        if let Err(e) = file.sync_data() {
+            // After a failed fsync the kernel may have dropped the dirty pages
+            // and a retry would report success: stop writing instead.
+            if let Some(wal) = lock(&self.writer).wal.as_mut() {
+                wal.fail(&format!("fsync: {e}"));
+            }
+            return Err(Error::Io { path, source: e });
+        }
         durable.synced.fetch_max(target, Ordering::Release);
         Ok(())
     }
@@ -417,10 +485,25 @@ impl TaskBuffer {
                 wal::encode_add(task, &entry, &mut bytes);
             }
         }
-        wal::write_durably(&wal::snapshot_path(&durable.dir, next), &bytes)?;
-        w.wal = Some(WalWriter::open(wal::wal_path(&durable.dir, next), None)?);
+        let snapshot = wal::snapshot_path(&durable.dir, next);
+        wal::write_temp(&snapshot, &bytes)?;
+        std::fs::rename(snapshot.with_extension("tmp"), &snapshot).map_err(io(&snapshot))?;
+        // From here a reopen reads the new snapshot and ignores the old log,
+        // so nothing more may be written there: on a failure the buffer takes
+        // no more writes (its entries are all in the snapshot).
+        let switched = WalWriter::open(wal::wal_path(&durable.dir, next), None)
+            .and_then(|wal| wal::sync_dir(&durable.dir).map(|()| wal));
+        let wal = match switched {
+            Ok(wal) => wal,
+            Err(e) => {
+                if let Some(old) = w.wal.as_mut() {
+                    old.fail(&format!("compaction could not start a new log: {e}"));
+                }
+                return Err(e);
+            }
+        };
+        w.wal = Some(wal);
         w.generation = next;
-        wal::sync_dir(&durable.dir)?;
         durable.synced.fetch_max(w.appended, Ordering::Release);
         remove_stale(&durable.dir, next)
     }
@@ -585,20 +668,31 @@ impl TaskBuffer {
             .zip(weights)
             .map(|((t, p), &w)| (t, p, w))
             .collect();
+        // Scaled by the largest weight, so huge finite weights cannot overflow the mass.
+        let top = weights.iter().copied().fold(0.0, f64::max);
+        if top > 0.0 {
+            for (_, _, w) in &mut remaining {
+                *w /= top;
+            }
+        }
         let mut out = Vec::with_capacity(k.min(total));
         while out.len() < k {
-            let mass: f64 = remaining.iter().map(|(_, p, w)| w * p.len() as f64).sum();
-            if mass <= 0.0 {
+            let mass = |(_, p, w): &(TaskType, Vec<Arc<Entry>>, f64)| w * p.len() as f64;
+            let total_mass: f64 = remaining.iter().map(mass).sum();
+            if total_mass <= 0.0 {
                 break;
             }
-            let mut x = rng.unit() * mass;
+            let mut x = rng.unit() * total_mass;
+            // Rounding may leave x just above the last pool's share: fall back
+            // to the last pool that still has mass, never an empty one.
             let idx = remaining
                 .iter()
-                .position(|(_, p, w)| {
-                    x -= w * p.len() as f64;
-                    x < 0.0
+                .position(|pool| {
+                    x -= mass(pool);
+                    x < 0.0 && mass(pool) > 0.0
                 })
-                .unwrap_or(remaining.len() - 1);
+                .or_else(|| remaining.iter().rposition(|pool| mass(pool) > 0.0))
+                .expect("some pool has mass");
             let (task, pool, _) = &mut remaining[idx];
             let pick = rng.below(pool.len() as u64) as usize;
             out.push((*task, pool.swap_remove(pick)));
@@ -611,8 +705,23 @@ impl TaskBuffer {
         let mut n = 0;
         for task in TaskType::ALL {
             for entry in self.live_entries(task) {
-                let line = json!({"task_type": task.as_str(), "step": entry.step, "id": entry.id, "record": entry.json()});
-                writeln!(out, "{line}")?;
+                // The record's own bytes, not a re-serialization: serde_json
+                // would turn integers past 64 bits into floats. Raw line breaks
+                // in JSON can only be whitespace, so they become spaces.
+                let record: Vec<u8> = entry
+                    .record
+                    .iter()
+                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+                    .collect();
+                write!(
+                    out,
+                    "{{\"task_type\":\"{}\",\"step\":{},\"id\":{},\"record\":",
+                    task.as_str(),
+                    entry.step,
+                    entry.id
+                )?;
+                out.write_all(&record)?;
+                writeln!(out, "}}")?;
                 n += 1;
             }
         }
@@ -631,18 +740,27 @@ impl TaskBuffer {
                 continue;
             }
             let bad = |why: &str| Error::BadRecord(format!("line {}: {why}", number + 1));
-            let value: Value = serde_json::from_str(&line).map_err(|e| bad(&e.to_string()))?;
-            let task: TaskType = value["task_type"]
+            // The record is kept as the text it was (see `export_jsonl`).
+            let value: HashMap<String, &serde_json::value::RawValue> =
+                serde_json::from_str(&line).map_err(|e| bad(&e.to_string()))?;
+            let field = |name: &str| -> Result<Value, Error> {
+                match value.get(name) {
+                    Some(raw) => serde_json::from_str(raw.get()).map_err(|e| bad(&e.to_string())),
+                    None => Ok(Value::Null),
+                }
+            };
+            let task: TaskType = field("task_type")?
                 .as_str()
                 .ok_or_else(|| bad("no task_type"))?
                 .parse()?;
-            let step = value["step"].as_u64().ok_or_else(|| bad("no step"))?;
+            let step = field("step")?.as_u64().ok_or_else(|| bad("no step"))?;
             let record = value
                 .get("record")
-                .filter(|r| r.is_object())
+                .map(|r| r.get())
+                .filter(|r| r.starts_with('{'))
                 .ok_or_else(|| bad("no record object"))?;
             // A newcomer a full reservoir passes over is neither (it counts as evicted).
-            match self.add_outcomes(&[(task, record.to_string().as_bytes(), step)])?[0] {
+            match self.add_outcomes(&[(task, record.as_bytes(), step)])?[0] {
                 Added::Stored => added += 1,
                 Added::Duplicate => duplicates += 1,
                 Added::PassedOver => {}
@@ -736,6 +854,77 @@ fn restore_counters(lanes: &[Lane; 3], w: &mut Writer, counters: &Value) {
             .store(c["evicted"].as_u64().unwrap_or(0), Ordering::Relaxed);
         w.seen[t.index()] = c["seen"].as_u64().unwrap_or(0);
     }
+}
+
+/// The file that keeps a folder's settings.
+const SETTINGS: &str = "settings.json";
+
+fn settings_json(config: &BufferConfig) -> Value {
+    json!({
+        "capacity": config.capacity,
+        "eviction": match config.eviction {
+            Eviction::Fifo => "fifo",
+            Eviction::Reservoir => "reservoir",
+        },
+        "dedup": config.dedup,
+        "seed": config.seed,
+    })
+}
+
+fn read_settings(dir: &Path) -> Result<Option<BufferConfig>, Error> {
+    let path = dir.join(SETTINGS);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Io { path, source: e }),
+    };
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.clone(),
+        offset: 0,
+        reason,
+    };
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let capacity = match &v["capacity"] {
+        Value::Null => None,
+        c => Some(
+            c.as_u64()
+                .ok_or_else(|| corrupt("capacity is not a count".into()))? as usize,
+        ),
+    };
+    let eviction = match v["eviction"].as_str() {
+        Some("fifo") => Eviction::Fifo,
+        Some("reservoir") => Eviction::Reservoir,
+        _ => return Err(corrupt("eviction is neither fifo nor reservoir".into())),
+    };
+    Ok(Some(BufferConfig {
+        capacity,
+        eviction,
+        dedup: v["dedup"].as_bool().unwrap_or(true),
+        seed: v["seed"].as_u64().unwrap_or(0),
+    }))
+}
+
+/// Whether a log written under `a` replays the same under `b`: replay redoes
+/// each add's eviction (dedup was decided when the add was logged).
+fn replays_alike(a: &BufferConfig, b: &BufferConfig) -> bool {
+    let reservoir = |c: &BufferConfig| c.eviction == Eviction::Reservoir && c.capacity.is_some();
+    a.capacity == b.capacity
+        && (a.capacity.is_none() || a.eviction == b.eviction)
+        && (!reservoir(a) || a.seed == b.seed)
+}
+
+/// Whether the logs a reopen would replay hold any frame.
+fn log_has_frames(dir: &Path) -> Result<bool, Error> {
+    let generation = wal::generations(dir, "snapshot-", ".bin")?
+        .last()
+        .copied()
+        .unwrap_or(0);
+    for g in wal::generations(dir, "wal-", ".log")? {
+        if g >= generation && std::fs::metadata(wal::wal_path(dir, g)).map_or(0, |m| m.len()) > 8 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Remove logs and snapshots older than `generation`, and temp files.

@@ -14,7 +14,7 @@ use crate::entry::Entry;
 use crate::error::{io, Error};
 use crate::task::TaskType;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub(crate) const WAL_MAGIC: &[u8; 8] = b"AZRWAL1\n";
@@ -24,6 +24,10 @@ const KIND_HEADER: u8 = 2;
 const KIND_DUPLICATE: u8 = 3;
 /// Frames larger than this are corruption, not records.
 const MAX_FRAME: u32 = 256 << 20;
+/// Bytes an add frame's payload spends before the record itself.
+const ADD_OVERHEAD: usize = 34;
+/// The largest record `add` accepts: its frame must read back.
+pub(crate) const MAX_RECORD: usize = MAX_FRAME as usize - ADD_OVERHEAD;
 
 pub(crate) fn wal_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("wal-{generation:08}.log"))
@@ -53,7 +57,7 @@ pub(crate) fn generations(dir: &Path, prefix: &str, suffix: &str) -> Result<Vec<
 }
 
 pub(crate) fn encode_add(task: TaskType, entry: &Entry, out: &mut Vec<u8>) {
-    let mut payload = Vec::with_capacity(34 + entry.record.len());
+    let mut payload = Vec::with_capacity(ADD_OVERHEAD + entry.record.len());
     payload.push(KIND_ADD);
     payload.push(task.index() as u8);
     payload.extend_from_slice(&entry.step.to_le_bytes());
@@ -94,6 +98,10 @@ pub(crate) struct Decoded {
     pub file_len: u64,
     /// Why reading stopped before the end, if it did.
     pub stop_reason: Option<String>,
+    /// Whether what stopped the reading runs to the end of the file: a write
+    /// cut short by a crash (or zeros a power loss left). Damage with whole
+    /// frames after it, or a whole frame azr cannot read, is never torn.
+    pub torn: bool,
 }
 
 pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Decoded, Error> {
@@ -109,6 +117,7 @@ pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Decoded, Error> 
             good_len: 0,
             file_len,
             stop_reason: Some("no header".into()),
+            torn: true,
         });
     }
     if &bytes[..8] != magic {
@@ -121,14 +130,31 @@ pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Decoded, Error> 
     let mut pos = 8usize;
     let mut frames = Vec::new();
     let mut stop_reason = None;
+    let mut torn = false;
     while pos < bytes.len() {
         match decode_frame(&bytes[pos..]) {
             Ok((frame, used)) => {
                 frames.push(frame);
                 pos += used;
             }
-            Err(reason) => {
-                stop_reason = Some(reason);
+            Err(bad) => {
+                torn = match bad.kind {
+                    Bad::CutShort => true,
+                    Bad::Unchecked => {
+                        match (pos + 1..bytes.len()).find(|&p| decode_frame(&bytes[p..]).is_ok()) {
+                            None => true,
+                            Some(p) => {
+                                stop_reason = Some(format!(
+                                "{}, and whole frames follow from byte {p}: damage, not a write cut short",
+                                bad.reason
+                            ));
+                                false
+                            }
+                        }
+                    }
+                    Bad::Unreadable => false,
+                };
+                stop_reason.get_or_insert(bad.reason);
                 break;
             }
         }
@@ -138,28 +164,59 @@ pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Decoded, Error> 
         good_len: pos as u64,
         file_len,
         stop_reason,
+        torn,
     })
 }
 
-fn decode_frame(bytes: &[u8]) -> Result<(Frame, usize), String> {
+/// Why a frame could not be read.
+struct BadFrame {
+    kind: Bad,
+    reason: String,
+}
+
+enum Bad {
+    /// The file ends inside the frame.
+    CutShort,
+    /// Its length or checksum is wrong: damage, or a crash's leftovers.
+    Unchecked,
+    /// Its checksum is right but its content is not a frame this azr knows
+    /// (a newer format, or a bug): never a torn write.
+    Unreadable,
+}
+
+fn bad(kind: Bad, reason: impl Into<String>) -> BadFrame {
+    BadFrame {
+        kind,
+        reason: reason.into(),
+    }
+}
+
+fn decode_frame(bytes: &[u8]) -> Result<(Frame, usize), BadFrame> {
     if bytes.len() < 8 {
-        return Err(format!("{} stray bytes", bytes.len()));
+        return Err(bad(Bad::CutShort, format!("{} stray bytes", bytes.len())));
     }
     let len = u32::from_le_bytes(bytes[..4].try_into().unwrap());
     let crc = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
-    if len > MAX_FRAME {
-        return Err(format!("frame length {len} is impossible"));
+    // Every payload azr writes has at least 2 bytes; a zero length is what
+    // zero-filled blocks after a power loss look like.
+    if !(2..=MAX_FRAME).contains(&len) {
+        return Err(bad(
+            Bad::Unchecked,
+            format!("frame length {len} is impossible"),
+        ));
     }
     let end = 8 + len as usize;
     let payload = bytes
         .get(8..end)
-        .ok_or_else(|| format!("frame of {len} bytes cut short"))?;
+        .ok_or_else(|| bad(Bad::CutShort, format!("frame of {len} bytes cut short")))?;
     if crc32fast::hash(payload) != crc {
-        return Err("checksum mismatch".into());
+        return Err(bad(Bad::Unchecked, "checksum mismatch"));
     }
+    let unreadable = |why: &str| bad(Bad::Unreadable, why);
     let frame = match payload.first() {
-        Some(&KIND_ADD) if payload.len() >= 34 => {
-            let task = TaskType::from_index(payload[1]).ok_or("unknown task type byte")?;
+        Some(&KIND_ADD) if payload.len() >= ADD_OVERHEAD => {
+            let task = TaskType::from_index(payload[1])
+                .ok_or_else(|| unreadable("unknown task type byte"))?;
             let step = u64::from_le_bytes(payload[2..10].try_into().unwrap());
             let id = u64::from_le_bytes(payload[10..18].try_into().unwrap());
             let mut hash = [0u8; 16];
@@ -170,29 +227,42 @@ fn decode_frame(bytes: &[u8]) -> Result<(Frame, usize), String> {
                     id,
                     step,
                     hash,
-                    record: payload[34..].into(),
+                    record: payload[ADD_OVERHEAD..].into(),
                 },
             )
         }
-        Some(&KIND_DUPLICATE) if payload.len() == 2 => {
-            Frame::Duplicate(TaskType::from_index(payload[1]).ok_or("unknown task type byte")?)
-        }
+        Some(&KIND_DUPLICATE) if payload.len() == 2 => Frame::Duplicate(
+            TaskType::from_index(payload[1]).ok_or_else(|| unreadable("unknown task type byte"))?,
+        ),
         Some(&KIND_HEADER) => Frame::Header(
             serde_json::from_slice(&payload[1..])
-                .map_err(|e| format!("bad snapshot header: {e}"))?,
+                .map_err(|e| unreadable(&format!("bad snapshot header: {e}")))?,
         ),
-        _ => return Err("unknown frame kind".into()),
+        _ => return Err(unreadable("unknown frame kind (a file of a newer azr?)")),
     };
     Ok((frame, end))
 }
 
-/// The open log: appends go to a buffer, `sync` makes them durable.
+/// The open log. Appends collect in memory and reach the file in large
+/// writes at known offsets; `drain` pushes them to the OS and `sync` (by the
+/// caller, outside the lock) makes them durable.
+///
+/// A failed write or fsync ends the log's use: the file is cut back to its
+/// last whole write (so reopening finds no half frame) and every later append
+/// or drain fails, because what it had accepted may not all be on disk. Reopen
+/// the buffer to go on.
 pub(crate) struct WalWriter {
     pub path: PathBuf,
-    out: BufWriter<File>,
+    file: File,
+    pending: Vec<u8>,
+    /// Bytes of the file that hold whole frames.
+    written: u64,
+    failed: Option<String>,
     /// Frames appended so far (monotonic across `sync`).
     pub appended: u64,
 }
+
+const WRITE_AT: usize = 1 << 16;
 
 impl WalWriter {
     /// Open `path` for appending after `good_len` bytes (creating it with the
@@ -214,43 +284,93 @@ impl WalWriter {
                 file.set_len(0).map_err(io(&path))?;
                 (&file).write_all(WAL_MAGIC).map_err(io(&path))?;
                 file.sync_all().map_err(io(&path))?;
+                // The new name must survive a power loss too.
+                sync_dir(path.parent().expect("buffer files live in a folder"))?;
                 8
             }
         };
-        let mut out = BufWriter::with_capacity(1 << 16, file);
-        use std::io::Seek;
-        out.seek(std::io::SeekFrom::Start(len)).map_err(io(&path))?;
         Ok(Self {
             path,
-            out,
+            file,
+            pending: Vec::with_capacity(WRITE_AT),
+            written: len,
+            failed: None,
             appended: 0,
         })
     }
 
+    fn usable(&self) -> Result<(), Error> {
+        match &self.failed {
+            None => Ok(()),
+            Some(why) => Err(Error::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(format!(
+                    "an earlier write failed ({why}); what was added since the last flush may \
+                     not be on disk, so this buffer takes no more writes: reopen it"
+                )),
+            }),
+        }
+    }
+
+    /// Stop using the log after a failed write or fsync.
+    pub fn fail(&mut self, why: &str) {
+        self.failed.get_or_insert_with(|| why.to_string());
+        self.pending.clear();
+    }
+
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.out.write_all(bytes).map_err(io(&self.path))?;
+        self.usable()?;
+        self.pending.extend_from_slice(bytes);
         self.appended += 1;
+        if self.pending.len() >= WRITE_AT {
+            self.write_pending()?;
+        }
         Ok(())
     }
 
-    /// Push buffered bytes to the OS and return a handle to fsync outside the lock.
+    fn write_pending(&mut self) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        use std::io::{Seek, SeekFrom};
+        let result = (&self.file)
+            .seek(SeekFrom::Start(self.written))
+            .and_then(|_| (&self.file).write_all(&self.pending));
+        match result {
+            Ok(()) => {
+                self.written += self.pending.len() as u64;
+                self.pending.clear();
+                Ok(())
+            }
+            Err(e) => {
+                // A partial write would leave half a frame for the next
+                // append to follow; cut it off (best effort: the reopen's
+                // torn-tail check catches it otherwise).
+                let _ = self.file.set_len(self.written);
+                self.fail(&e.to_string());
+                Err(Error::Io {
+                    path: self.path.clone(),
+                    source: e,
+                })
+            }
+        }
+    }
+
+    /// Push collected bytes to the OS and return a handle to fsync outside the lock.
     pub fn drain(&mut self) -> Result<File, Error> {
-        self.out.flush().map_err(io(&self.path))?;
-        self.out.get_ref().try_clone().map_err(io(&self.path))
+        self.usable()?;
+        self.write_pending()?;
+        self.file.try_clone().map_err(io(&self.path))
     }
 }
 
-/// Write `bytes` to `path` so that a crash leaves either the old file or the
-/// whole new one: temp file, fsync, rename, fsync the folder.
-pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+/// Write `bytes` to `path` with extension `tmp` and fsync it; renaming it
+/// over `path` then leaves either the old file or the whole new one.
+pub(crate) fn write_temp(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut file = File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(bytes).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    sync_dir(path.parent().expect("buffer files live in a folder"))
+    let mut file = File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {

@@ -367,6 +367,190 @@ fn corruption_before_the_tail_is_an_error() {
 }
 
 #[test]
+fn damage_inside_the_last_log_is_an_error_not_a_torn_tail() {
+    let dir = temp_dir("damaged-log");
+    {
+        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+        for i in 0..100 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.flush().unwrap();
+    }
+    let log = dir.join("wal-00000000.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let len = bytes.len();
+    bytes[200] ^= 0xFF; // inside the second or third record: 90+ whole records follow
+    std::fs::write(&log, &bytes).unwrap();
+    match TaskBuffer::open(&dir, BufferConfig::default()) {
+        Err(Error::Corrupt { reason, offset, .. }) => {
+            assert!(reason.contains("whole frames follow"), "{reason}");
+            assert!(offset < 200, "{offset}");
+        }
+        other => panic!(
+            "expected a corruption error, got {:?}",
+            other.map(|b| b.len())
+        ),
+    }
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().len() as usize,
+        len,
+        "the damaged log is left as it was"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_zero_filled_tail_is_torn() {
+    // What a power loss can leave: the file grew, its last blocks never written.
+    let dir = temp_dir("zero-tail");
+    {
+        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+        for i in 0..10 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.flush().unwrap();
+    }
+    let log = dir.join("wal-00000000.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend(std::iter::repeat_n(0u8, 8192));
+    std::fs::write(&log, &bytes).unwrap();
+    let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+    assert_eq!(buffer.len(), 10);
+    assert_eq!(buffer.recovery().torn_bytes, 8192);
+    drop(buffer);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_frame_azr_cannot_read_is_never_a_torn_tail() {
+    // A whole frame with a right checksum and an unknown kind (a newer format).
+    let dir = temp_dir("unknown-kind");
+    {
+        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+        buffer.add(D, &record(0), 0).unwrap();
+        buffer.flush().unwrap();
+    }
+    let log = dir.join("wal-00000000.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let payload = [9u8, 0, 1, 2];
+    bytes.extend((payload.len() as u32).to_le_bytes());
+    bytes.extend(crc(&payload).to_le_bytes());
+    bytes.extend(payload);
+    std::fs::write(&log, &bytes).unwrap();
+    match TaskBuffer::open(&dir, BufferConfig::default()) {
+        Err(Error::Corrupt { reason, .. }) => {
+            assert!(reason.contains("unknown frame kind"), "{reason}")
+        }
+        other => panic!(
+            "expected a corruption error, got {:?}",
+            other.map(|b| b.len())
+        ),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CRC-32 (IEEE), as the log's frames use; written out so the test does not
+/// share the crate's code.
+fn crc(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+#[test]
+fn a_failed_compaction_stops_writes_and_loses_nothing() {
+    let dir = temp_dir("failed-compaction");
+    let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+    for i in 0..10 {
+        buffer.add(D, &record(i), 0).unwrap();
+    }
+    // The new log's name is taken by a folder, so compaction cannot start it
+    // after the new snapshot is in place.
+    std::fs::create_dir(dir.join("wal-00000001.log")).unwrap();
+    assert!(buffer.compact().is_err());
+    let refused = buffer.add(D, &record(10), 0).unwrap_err();
+    assert!(refused.to_string().contains("reopen"), "{refused}");
+    assert!(buffer.flush().is_err());
+    drop(buffer);
+    std::fs::remove_dir(dir.join("wal-00000001.log")).unwrap();
+    let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+    assert_eq!(buffer.len(), 10, "the snapshot holds every entry");
+    assert!(buffer.add(D, &record(10), 0).unwrap());
+    buffer.flush().unwrap();
+    drop(buffer);
+    assert_eq!(
+        TaskBuffer::open(&dir, BufferConfig::default())
+            .unwrap()
+            .len(),
+        11
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_record_too_large_to_read_back_is_refused() {
+    let mut big = br#"{"program": "x", "input": ""#.to_vec();
+    big.resize(big.len() + (256 << 20), b'a');
+    big.extend(br#""}"#);
+    let buffer = TaskBuffer::new(BufferConfig::default()).unwrap();
+    let err = buffer.add(D, &big, 0).unwrap_err();
+    assert!(matches!(err, Error::BadRecord(_)), "{err}");
+    assert!(buffer.is_empty());
+}
+
+#[test]
+fn huge_weights_draw_from_the_non_empty_pool() {
+    // weight × entries overflows to infinity once a pool holds two entries.
+    let buffer = filled(3, BufferConfig::default());
+    for weights in [[1e308, 1.0], [f64::MAX, f64::MAX], [1.0, 1e-300]] {
+        for seed in 0..50 {
+            let drawn = buffer
+                .sample_union(&[D, TaskType::Abduction], 2, Some(seed), Some(&weights))
+                .unwrap();
+            assert_eq!(drawn.len(), 2, "{weights:?}");
+            assert!(drawn.iter().all(|(t, _)| *t == D));
+        }
+    }
+    let zero = buffer
+        .sample_union(&[D, TaskType::Abduction], 2, Some(1), Some(&[0.0, 5.0]))
+        .unwrap();
+    assert!(zero.is_empty(), "a weight of zero never draws its type");
+}
+
+#[test]
+fn export_keeps_records_byte_for_byte() {
+    let buffer = TaskBuffer::new(BufferConfig::default()).unwrap();
+    let record = b"{\"program\": \"def f(a):\\n    return a\",\n \"input\": \"1\", \"big\": 1180591620717411303424, \"x\": 1.50}";
+    buffer.add(D, record, 3).unwrap();
+    let mut out = Vec::new();
+    buffer.export_jsonl(&mut out).unwrap();
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("1180591620717411303424") && text.contains("1.50"),
+        "{text}"
+    );
+    let copy = TaskBuffer::new(BufferConfig::default()).unwrap();
+    assert_eq!(copy.import_jsonl(&out[..]).unwrap(), (1, 0));
+    let mut again = Vec::new();
+    copy.export_jsonl(&mut again).unwrap();
+    assert_eq!(
+        String::from_utf8(again).unwrap(),
+        text,
+        "an export imports back unchanged"
+    );
+}
+
+#[test]
 fn an_unusable_folder_is_a_clear_error() {
     let file = temp_dir("notadir");
     std::fs::write(&file, b"x").unwrap();
@@ -487,4 +671,49 @@ fn import_counts_only_real_duplicates() {
         added >= 2 && added + duplicates < 60,
         "{added} {duplicates}"
     );
+}
+
+#[test]
+fn a_folder_keeps_the_settings_its_log_replays_with() {
+    let dir = temp_dir("settings");
+    let small = BufferConfig {
+        capacity: Some(5),
+        ..Default::default()
+    };
+    {
+        let buffer = TaskBuffer::open(&dir, small.clone()).unwrap();
+        for i in 0..20 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.flush().unwrap();
+    }
+    // Replaying 20 adds without the capacity would bring back 15 evicted entries.
+    let err = TaskBuffer::open(&dir, BufferConfig::default())
+        .err()
+        .expect("other settings");
+    assert!(
+        matches!(err, Error::Config(_)) && err.to_string().contains("\"capacity\":5"),
+        "{err}"
+    );
+    let existing = TaskBuffer::open_existing(&dir).unwrap();
+    assert_eq!((existing.len(), existing.stats(D).evicted), (5, 15));
+    assert_eq!(existing.config().capacity, Some(5));
+    existing.compact().unwrap();
+    drop(existing);
+    // After a compaction the log is empty: new settings apply from here on.
+    let bigger = BufferConfig {
+        capacity: Some(10),
+        ..Default::default()
+    };
+    let buffer = TaskBuffer::open(&dir, bigger).unwrap();
+    assert_eq!(buffer.len(), 5);
+    for i in 20..30 {
+        buffer.add(D, &record(i), 1).unwrap();
+    }
+    buffer.flush().unwrap();
+    drop(buffer);
+    let reopened = TaskBuffer::open_existing(&dir).unwrap();
+    assert_eq!((reopened.len(), reopened.config().capacity), (10, Some(10)));
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(&dir);
 }

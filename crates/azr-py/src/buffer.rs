@@ -63,6 +63,15 @@ impl PyTaskBuffer {
         Ok(Self { inner })
     }
 
+    /// Open a durable buffer with the settings its folder was written with.
+    #[staticmethod]
+    fn open_existing(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py
+            .detach(|| TaskBuffer::open_existing(&path))
+            .map_err(Error::from)?;
+        Ok(Self { inner })
+    }
+
     /// Open (or create) a durable buffer in folder `path`.
     #[staticmethod]
     #[pyo3(signature = (path, *, capacity=None, eviction="fifo", dedup=true, seed=0))]

@@ -441,24 +441,30 @@ def op_script(req) -> dict:
 
 
 def _judge_pair(left: str, right: str) -> str:
+    # Running out of memory says nothing about the texts: it propagates, and
+    # the host reports `memory` and retires this judge.
     left, right = left.strip(), right.strip()
     try:
         a = _literal_eval(left)
+    except MemoryError:
+        raise
     except BaseException:
         return "left_invalid"
     if left == right:  # one text, one value (validation's two runs mostly agree)
         try:
             typed_key(a)
-        except (TypeError, RecursionError, MemoryError):
+        except (TypeError, RecursionError):
             return "unequal"
         return "equal"
     try:
         b = _literal_eval(right)
+    except MemoryError:
+        raise
     except BaseException:
         return "right_invalid"
     try:
         return "equal" if typed_key(a) == typed_key(b) else "unequal"
-    except (TypeError, RecursionError, MemoryError):
+    except (TypeError, RecursionError):
         return "unequal"
 
 

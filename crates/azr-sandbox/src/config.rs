@@ -85,7 +85,9 @@ impl SandboxConfig {
         if self.workers > 0 {
             self.workers
         } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(crate::sandbox::MAX_WORKERS)
         }
     }
 }

@@ -109,24 +109,56 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Create `dir` (and its parents) for this user alone; an existing folder is
+/// left as it is (`trusted` decides whether to use it).
 fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
     }
-    Ok(())
+    match builder.create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether a cached artifact may be loaded: loading runs its native code, so
+/// the file and its folder must be this user's, writable by no one else, and
+/// no symlinks (a shared or pre-created cache folder is passed over).
+fn trusted(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let own = |p: &Path, dir: bool| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| {
+                let kind = if dir { m.is_dir() } else { m.is_file() };
+                kind && m.uid() == me && m.mode() & 0o022 == 0
+            })
+        };
+        path.parent().is_some_and(|dir| own(dir, true)) && own(path, false)
+    }
+    #[cfg(not(unix))]
+    {
+        path.is_file()
+    }
 }
 
 /// Compile the component once and reuse the serialized artifact afterwards.
 /// A cache that cannot be read or written only costs a compile.
 pub(crate) fn load_component(engine: &Engine, wasm: &[u8]) -> Result<Component, Error> {
     let path = artifact_path(engine, wasm);
-    if path.is_file() {
-        // SAFETY: the artifact is one we wrote into a folder only this user can
-        // write to, under a name that pins the wasm hash and engine settings;
-        // wasmtime also checks its header against this engine.
+    if trusted(&path) {
+        // SAFETY: the artifact is one this user wrote (checked above: owner,
+        // no write access for others, no symlinks) under a name that pins the
+        // wasm hash and engine settings; wasmtime also checks its header
+        // against this engine.
         if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
             return Ok(component);
         }
@@ -134,21 +166,62 @@ pub(crate) fn load_component(engine: &Engine, wasm: &[u8]) -> Result<Component, 
     let component = Component::new(engine, wasm)
         .map_err(|e| Error::Engine(format!("compiling the guest: {e}")))?;
     if let Ok(bytes) = component.serialize() {
-        let _ = write_atomically(&path, &bytes);
+        if write_atomically(&path, &bytes).is_ok() {
+            prune(&path);
+        }
     }
     Ok(component)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().expect("cache file has a folder");
     private_dir(dir)?;
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name().unwrap().to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
     ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Remove artifacts of other guests or engines not written for two weeks
+/// (each is tens of MB; a still-installed older azr recompiles its own once).
+fn prune(keep: &Path) {
+    const STALE: Duration = Duration::from_secs(14 * 24 * 3600);
+    let Some(dir) = keep.parent() else { return };
+    let Ok(items) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for item in items.flatten() {
+        let path = item.path();
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        let ours = name.starts_with("guest-") && name.ends_with(".cwasm");
+        let stale = item
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE));
+        if ours && stale && path != keep {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// A compiled, linked guest ready to instantiate many times over.
@@ -226,6 +299,11 @@ pub(crate) struct Live {
 }
 
 impl Live {
+    /// The largest linear memory this instance has had, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.store.data().limiter.peak_bytes
+    }
+
     /// Call `execute` with a full budget. After an error the instance must be dropped.
     pub fn call(&mut self, config: &SandboxConfig, request: &str) -> Result<String, ExecError> {
         arm(&mut self.store, config);

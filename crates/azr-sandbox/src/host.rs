@@ -180,6 +180,8 @@ impl tokio::io::AsyncWrite for Capture {
 pub(crate) struct Limiter {
     memory_bytes: usize,
     pub memory_refused: bool,
+    /// The largest linear memory granted so far, in bytes.
+    pub peak_bytes: usize,
 }
 
 impl ResourceLimiter for Limiter {
@@ -191,6 +193,9 @@ impl ResourceLimiter for Limiter {
     ) -> Result<bool> {
         let allowed = desired <= self.memory_bytes;
         self.memory_refused |= !allowed;
+        if allowed {
+            self.peak_bytes = self.peak_bytes.max(desired);
+        }
         Ok(allowed)
     }
 
@@ -240,6 +245,7 @@ impl HostState {
             limiter: Limiter {
                 memory_bytes,
                 memory_refused: false,
+                peak_bytes: 0,
             },
             capture,
         }

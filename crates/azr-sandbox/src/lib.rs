@@ -32,4 +32,4 @@ pub use config::{SandboxConfig, DEFAULT_BANNED, FUEL_PER_SECOND};
 pub use engine::cache_dir;
 pub use error::Error;
 pub use outcome::{ErrorKind, ExecError, Outcome, Verdict};
-pub use sandbox::{Check, EntryRules, Job, Judgement, Sandbox};
+pub use sandbox::{Check, EntryRules, Job, Judgement, Sandbox, MAX_WORKERS};

@@ -154,6 +154,9 @@ struct Inner {
 
 const JUDGE_REUSE: u32 = 256;
 
+/// The most worker threads a sandbox runs (see `engine::POOL_INSTANCES`).
+pub const MAX_WORKERS: usize = 128;
+
 /// A pool of fresh CPython-in-WebAssembly instances. Cheap to clone; every
 /// method can be called from many threads at once.
 #[derive(Clone)]
@@ -176,6 +179,14 @@ impl Sandbox {
     fn build(config: SandboxConfig, pooling: bool) -> Result<Self, Error> {
         if config.timeout.is_zero() {
             return Err(Error::Config("timeout must be positive".into()));
+        }
+        // Each worker holds at most two pooled instances at once (a judge and a
+        // fresh one), and the pool has slots for POOL_INSTANCES.
+        if config.workers > MAX_WORKERS {
+            return Err(Error::Config(format!(
+                "workers must be at most {MAX_WORKERS} (0: one per core), got {}",
+                config.workers
+            )));
         }
         if config.memory_bytes < 32 << 20 {
             return Err(Error::Config(
@@ -305,6 +316,7 @@ impl Sandbox {
             Job::Script { code } => self.exec(
                 0,
                 &json!({"op": "script", "code": code}).to_string(),
+                PARSE_AND_RUN_KINDS,
                 |_| Ok(None),
             ),
             Job::Validate { program, input } => self.validate_job(program, input),
@@ -346,7 +358,12 @@ impl Sandbox {
             "input": input,
             "max_output_chars": self.inner.config.max_output_chars,
         });
-        self.exec(snapshot, &request.to_string(), |resp| Ok(resp.output))
+        self.exec(
+            snapshot,
+            &request.to_string(),
+            PARSE_AND_RUN_KINDS,
+            |resp| Ok(resp.output),
+        )
     }
 
     /// The proposal checks that run no code (literal arguments, syntax, banned
@@ -398,7 +415,9 @@ impl Sandbox {
             // see different heap layouts (object addresses).
             "shift_heap": snapshot == 1,
         });
-        self.exec(snapshot, &request.to_string(), |resp| Ok(resp.output))
+        self.exec(snapshot, &request.to_string(), RUN_KINDS, |resp| {
+            Ok(resp.output)
+        })
     }
 
     fn validate_job(&self, program: &str, input: &str) -> Outcome {
@@ -416,6 +435,11 @@ impl Sandbox {
         };
         let second = self.call_vetted(1, &vetted, false);
         let error = match (&second.error, &second.output) {
+            // Limits are not behaviour: on a busy host the wall-clock
+            // backstop can stop a second run the first finished.
+            (Some(e), _) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Memory) => {
+                Some(ExecError::new(e.kind, format!("second run: {}", e.message)))
+            }
             (Some(e), _) => Some(ExecError::new(
                 ErrorKind::Nondeterministic,
                 format!(
@@ -444,7 +468,11 @@ impl Sandbox {
                 "the second run returned no output",
             )),
         };
-        Outcome { error, ..first }
+        Outcome {
+            output: if error.is_none() { first.output } else { None },
+            error,
+            ..first
+        }
     }
 
     /// Check one answer on the calling thread.
@@ -599,7 +627,18 @@ impl Sandbox {
         let response = live
             .call(cfg, request)
             .and_then(|text| parse_response(&text))?;
-        if uses + 1 < JUDGE_REUSE {
+        // Retire a judge that erred in a way its own state may cause (no
+        // memory left, a request it could not read, an internal error), or
+        // whose heap has grown past half the limit (compiling programs leaves
+        // interned names behind): the next job gets a fresh one.
+        let healthy = match &response.error {
+            Some(e) => !matches!(
+                kind_of(&e.kind),
+                ErrorKind::Memory | ErrorKind::InvalidRequest | ErrorKind::Runtime
+            ),
+            None => true,
+        } && live.peak_memory() <= cfg.memory_bytes / 2;
+        if healthy && uses + 1 < JUDGE_REUSE {
             self.inner
                 .judges
                 .lock()
@@ -614,21 +653,62 @@ impl Sandbox {
 
     /// One request in a fresh instance; `take` extracts the output from a
     /// successful response.
+    ///
+    /// The response comes from an instance that ran model code, which can
+    /// reach the guest's own module and write any response it likes. So the
+    /// host checks what it can itself: the output's size, and that an error
+    /// is of a kind `reported` lists (a program can fail, run out of memory or
+    /// return an unusable value; it cannot time out, or be nondeterministic
+    /// or an invalid request, by its own say-so).
     fn exec(
         &self,
         snapshot: usize,
         request: &str,
+        reported: &[ErrorKind],
         take: impl FnOnce(GuestResponse) -> Result<Option<String>, ExecError>,
     ) -> Outcome {
         let start = Instant::now();
         let _rt = self.runtime();
         let env: RunEnv = RUN_ENVS[snapshot];
+        let limit = self.inner.config.max_output_chars;
         let (result, stdout) =
             self.inner.guests[snapshot].execute(&self.inner.config, env, request);
+        // A JSON response spends at most 12 bytes per output character (an
+        // escaped surrogate pair) plus the error message's bounded text.
+        let result = result.and_then(|text| {
+            if text.len() > limit.saturating_mul(12).saturating_add(1 << 16) {
+                Err(too_large(text.len(), "bytes of response", limit))
+            } else {
+                Ok(text)
+            }
+        });
         let (output, error) = match result.and_then(|text| parse_response(&text)) {
             Ok(resp) => match resp.error {
-                Some(e) => (None, Some(ExecError::new(kind_of(&e.kind), e.message))),
+                Some(e) => {
+                    let kind = kind_of(&e.kind);
+                    let error = if reported.contains(&kind) {
+                        ExecError::new(kind, e.message)
+                    } else {
+                        ExecError::new(
+                            ErrorKind::Runtime,
+                            format!(
+                                "the program reported an error of kind {} itself: {}",
+                                kind,
+                                clip(&e.message)
+                            ),
+                        )
+                    };
+                    (None, Some(error))
+                }
                 None => match take(resp) {
+                    Ok(Some(output)) if output.chars().count() > limit => (
+                        None,
+                        Some(too_large(
+                            output.chars().count(),
+                            "characters of output repr",
+                            limit,
+                        )),
+                    ),
                     Ok(output) => (output, None),
                     Err(e) => (None, Some(e)),
                 },
@@ -662,6 +742,31 @@ fn parse_response(text: &str) -> Result<GuestResponse, ExecError> {
         )
     })
 }
+
+fn too_large(size: usize, what: &str, limit: usize) -> ExecError {
+    ExecError::new(
+        ErrorKind::OutputTooLarge,
+        format!("{size} {what}; the output repr may have at most {limit} characters"),
+    )
+}
+
+/// Error kinds a fresh instance may report for a program compiled by the
+/// judge (`vet`): what running it can cause.
+const RUN_KINDS: &[ErrorKind] = &[
+    ErrorKind::Runtime,
+    ErrorKind::Memory,
+    ErrorKind::UnrepresentableOutput,
+    ErrorKind::OutputTooLarge,
+];
+
+/// The same for a program the fresh instance parses itself (`run`, scripts).
+const PARSE_AND_RUN_KINDS: &[ErrorKind] = &[
+    ErrorKind::Syntax,
+    ErrorKind::Runtime,
+    ErrorKind::Memory,
+    ErrorKind::UnrepresentableOutput,
+    ErrorKind::OutputTooLarge,
+];
 
 fn malformed_judge() -> ExecError {
     ExecError::new(

@@ -77,9 +77,23 @@ class TaskBuffer:
         dedup: bool = True,
         seed: int = 0,
     ) -> TaskBuffer:
-        """Open (or create) a durable buffer in the folder ``path``."""
+        """Open (or create) a durable buffer in the folder ``path``.
+
+        The folder keeps the settings it was written with: other ones are
+        refused while its log holds entries (replaying the log depends on
+        them); after ``compact()`` they apply from then on."""
+        core = _CoreBuffer.open(path, capacity=capacity, eviction=eviction, dedup=dedup, seed=seed)
+        return cls._wrap(core, path)
+
+    @classmethod
+    def open_existing(cls, path: str | PathLike[str]) -> TaskBuffer:
+        """Open the durable buffer in ``path`` with the settings it was written with."""
+        return cls._wrap(_CoreBuffer.open_existing(path), path)
+
+    @classmethod
+    def _wrap(cls, core: _CoreBuffer, path: str | PathLike[str]) -> TaskBuffer:
         buffer = cls.__new__(cls)
-        buffer._core = _CoreBuffer.open(path, capacity=capacity, eviction=eviction, dedup=dedup, seed=seed)
+        buffer._core = core
         recovery = buffer._core.stats()["recovery"]
         if recovery["torn_bytes"]:
             warnings.warn(

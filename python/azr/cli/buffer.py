@@ -17,7 +17,7 @@ def _open(path: Path, must_exist: bool = True) -> TaskBuffer:
     if must_exist and not path.is_dir():
         raise click.ClickException(f"{path}: no buffer folder here")
     try:
-        return TaskBuffer.open(path)
+        return TaskBuffer.open_existing(path)  # with the settings it was written with
     except BufferError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -60,6 +60,14 @@ def export_command(path: Path, out: Path) -> None:
 @click.argument("source", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 def import_command(path: Path, source: Path) -> None:
     """Add the entries of a JSON-lines file to the buffer at PATH (created if new)."""
+    run = path.resolve().parent
+    if path.name == "buffer" and (run / "config.yaml").is_file() and any(run.glob("step_*")):
+        # azr train --resume replaces RUN/buffer with its checkpoint's copy.
+        raise click.ClickException(
+            f"{path} is a training run's live buffer, which its next --resume replaces with the "
+            "checkpoint's copy; import into a buffer of its own and start a run from it "
+            "(selfplay.seed_buffer=...)"
+        )
     buf = _open(path, must_exist=False)
     try:
         added, duplicates = buf.import_jsonl(source)

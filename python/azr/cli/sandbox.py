@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from azr._core import ConfigError
-from azr.cli.jsonl import parse_request, serve
+from azr.cli.jsonl import parse_request, serve, stdin_lines
 from azr.sandbox import ExecResult, Sandbox, SandboxError
 
 
@@ -34,10 +34,10 @@ def limits(f: Any) -> Any:
     )(f)
     f = click.option(
         "--workers",
-        type=click.IntRange(min=0),
+        type=click.IntRange(min=0, max=128),
         default=0,
         show_default=True,
-        help="Parallel executions; 0 means one per core.",
+        help="Parallel executions; 0 means one per core (at most 128).",
     )(f)
     return f
 
@@ -104,16 +104,16 @@ def run_command(timeout_s: float, memory_mb: int, workers: int, validate: bool) 
     Response: {"id", "ok", "output", "error": {"kind", "message"} | null, "stdout", "elapsed_ms"}
     """
     sb = make_sandbox(timeout_s, memory_mb, workers)
-    serve(lambda line: handle_request(sb, line, validate), sys.stdin, sys.stdout, window(workers))
+    serve(lambda line: handle_request(sb, line, validate), stdin_lines(), sys.stdout, parallel(workers))
 
 
 def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def window(workers: int) -> int:
-    """Requests in flight: enough to keep every sandbox worker busy."""
-    return max(4, 4 * (workers or _cores()))
+def parallel(workers: int) -> int:
+    """Requests handled at once: one per sandbox worker."""
+    return workers or min(_cores(), 128)
 
 
 DEMO = [

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from azr.cli.jsonl import parse_request, serve
-from azr.cli.sandbox import limits, make_sandbox, window
+from azr.cli.jsonl import parse_request, serve, stdin_lines
+from azr.cli.sandbox import limits, make_sandbox, parallel
 from azr.sandbox import Sandbox
 from azr.tasks import prompts
 from azr.tasks.types import ZERO_TRIPLET, InductionTask, Role, TaskType, Triplet
@@ -191,7 +191,7 @@ def validate_command(
     """
     sb = make_sandbox(timeout_s, memory_mb, workers)
     rules = Rules(single_function=not allow_helpers, template=template)
-    serve(lambda line: validate_request(sb, rules, line), sys.stdin, sys.stdout, window(workers))
+    serve(lambda line: validate_request(sb, rules, line), stdin_lines(), sys.stdout, parallel(workers))
 
 
 @click.command("grade")
@@ -207,4 +207,4 @@ def grade_command(timeout_s: float, memory_mb: int, workers: int, template: str,
     """
     sb = make_sandbox(timeout_s, memory_mb, workers)
     rules = Rules(single_function=not allow_helpers, template=template)
-    serve(lambda line: grade_request(sb, rules, line), sys.stdin, sys.stdout, window(workers))
+    serve(lambda line: grade_request(sb, rules, line), stdin_lines(), sys.stdout, parallel(workers))

@@ -87,6 +87,7 @@ class _Worker:
         self.sleeps = False
         self.sender: Any = None
         self.receiver: Any = None
+        self.adapter_folder: Path | None = None
 
     def address(self) -> tuple[str, int]:
         """This node's address as the other nodes reach it (Ray's node IP: the host name
@@ -144,8 +145,18 @@ class _Worker:
         return health_check(timeout_s)
 
     def close(self) -> None:
+        """Leave the process group and stop the engine's processes (vLLM's engine
+        core and tensor-parallel workers are children that hold GPU memory)."""
         if self.trainer is not None:
             self.trainer.close()
+        closer = getattr(self.engine, "close", None)
+        if closer is not None:
+            closer()
+            self.engine = None
+        if self.adapter_folder is not None:
+            import shutil
+
+            shutil.rmtree(self.adapter_folder, ignore_errors=True)
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         return list(self.engine.generate(prompts, params))
@@ -169,6 +180,34 @@ class _Worker:
 
     def load_weights(self, state: dict[str, Any]) -> None:
         self.engine.load_weights(state)
+
+    def gather_adapter(self) -> dict[str, bytes] | None:
+        """Rank 0's LoRA adapter as its files (what ``save_pretrained`` writes),
+        to travel to engines on other nodes; other ranks return None (LoRA
+        runs replicate the adapter on every rank: ZeRO-3 is refused)."""
+        if int(os.environ["RANK"]) != 0:
+            return None
+        import tempfile
+
+        from azr.train.weights import ADAPTER
+
+        with tempfile.TemporaryDirectory(prefix="azr-adapter-") as tmp:
+            self.trainer.model.save_pretrained(Path(tmp) / ADAPTER, safe_serialization=True)
+            return {p.name: p.read_bytes() for p in (Path(tmp) / ADAPTER).iterdir() if p.is_file()}
+
+    def load_adapter_files(self, files: dict[str, bytes]) -> None:
+        """Serve the adapter in ``files`` from now on (a folder of this node's own)."""
+        import shutil
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="azr-adapter-"))
+        for name, data in files.items():
+            (folder / Path(name).name).write_bytes(data)
+        self.engine.load_adapter(folder)
+        # vLLM has read it; the previous version's files are no longer needed.
+        if self.adapter_folder is not None:
+            shutil.rmtree(self.adapter_folder, ignore_errors=True)
+        self.adapter_folder = folder
 
     def nccl_ready(self) -> bool:
         from azr.distributed.weight_sync import nccl_ready
@@ -220,7 +259,7 @@ def _engine(cfg: Config, weights: str, trainer: Any, tokenizer: Any) -> Any:
         return HFRollout(trainer.model, tokenizer, r.batch_size, r.max_prompt_tokens)
     from azr.rl.backends import make_vllm
 
-    return make_vllm(cfg, weights, sleep=r.sleep and trainer is not None)
+    return make_vllm(cfg, weights, sleep=r.sleep and trainer is not None, trainer=trainer)
 
 
 class _SandboxWorker:
@@ -267,9 +306,11 @@ class RayRollout:
         return [group for result in ray.get(refs) for group in result]
 
     def load_weights(self, state_dict: dict[str, Any]) -> None:
-        ray = _ray()
-        ref = ray.put(state_dict)
-        ray.get([e.load_weights.remote(ref) for e in self.engines])
+        self.load_weights_ref(_ray().put(state_dict))
+
+    def load_weights_ref(self, ref: Any) -> None:
+        """Load the weights in object ``ref`` into every engine."""
+        _ray().get([e.load_weights.remote(ref) for e in self.engines])
 
 
 class RayTrainer:
@@ -309,8 +350,16 @@ class RayTrainer:
         pass  # the ranks load it at start-up, from the checkpoint they were given
 
     def gather(self) -> dict[str, Any]:
+        return dict(_ray().get(self.gather_ref()))
+
+    def gather_ref(self) -> Any:
+        """The object holding the full weights (every rank takes part in the
+        gather; rank 0's result holds them)."""
         ray = _ray()
-        return ray.get([w.gather_weights.remote() for w in self.workers])[0]
+        refs = [w.gather_weights.remote() for w in self.workers]
+        ray.get(refs[1:])  # the others' part is done (their results are None)
+        ray.wait(refs[:1], num_returns=1)
+        return refs[0]
 
 
 @dataclass
@@ -324,13 +373,16 @@ class Cluster:
     def shutdown(self, timeout_s: float = 60.0) -> None:
         """Ranks leave their process group (bounded wait), then the actors go."""
         ray = _ray()
-        refs = [w.close.remote() for w in self.trainer.workers]
+        # Colocated, the trainer ranks are the engines (one list); split, they are actors of their own.
+        engines = getattr(self.rollout, "engines", [])
+        engines = [] if engines is self.trainer.workers else engines
+        refs = [a.close.remote() for a in [*self.trainer.workers, *engines]]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
         for ref in ready:
             try:
                 ray.get(ref)
             except Exception as exc:  # a rank that already died: it is going anyway
-                log.warning("a trainer rank did not close cleanly: %s", exc)
+                log.warning("a trainer rank or engine did not close cleanly: %s", exc)
         ray.util.remove_placement_group(self.placement_group)
 
 
@@ -439,10 +491,20 @@ def launch(
 
             def sync() -> None:
                 weight_sync.sync(workers, engines, update_info, res.comm_timeout_s)
+        elif config.trainer.lora_rank > 0:
+
+            def sync() -> None:
+                # Only the adapter travels, as files: each engine loads it as a new version.
+                files = ray.put(ray.get(workers[0].gather_adapter.remote()))
+                ray.get([e.load_adapter_files.remote(files) for e in engines])
+
+            sync()  # the fresh (or resumed) adapter before the first rollout
         else:
 
             def sync() -> None:
-                rollout.load_weights(trainer.gather())
+                # Rank 0's gathered weights go from its object store to the engines'
+                # without a stop in the driver.
+                rollout.load_weights_ref(trainer.gather_ref())
 
     s = config.sandbox
     # One single-threaded sandbox per actor process (one CPU each in Ray's accounting,

@@ -60,13 +60,15 @@ def choose(setting: str, colocated: bool, ready: bool, lora: bool) -> Literal["n
 
 
 def has_weight_transfer() -> bool:
-    """Whether the installed vLLM has weight-transfer engines (0.32 has them)."""
-    import importlib.util
-
+    """Whether the installed vLLM has the weight-transfer API this module uses
+    (0.32's: a trainer factory and NCCL init info given once, at connect time).
+    The package's first releases had neither, so its presence alone says little."""
     try:
-        return importlib.util.find_spec("vllm.distributed.weight_transfer") is not None
-    except ImportError:  # no vllm at all
+        from vllm.distributed.weight_transfer import WeightTransferTrainerFactory  # noqa: F401
+        from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo  # noqa: F401
+    except Exception:  # no vllm, one before this API, or one that fails to import
         return False
+    return True
 
 
 def nccl_ready() -> bool:

@@ -59,14 +59,18 @@ def load_policy(
     return tokenizer, model
 
 
-def make_vllm(config: Config, weights: str, sleep: bool) -> Any:
+def make_vllm(config: Config, weights: str, sleep: bool, trainer: Any = None) -> Any:
     """A vLLM engine on ``weights`` (an HF folder), LoRA-ready when the trainer uses LoRA,
-    ready to receive over NCCL when ``rollout.weight_sync`` is ``nccl`` (split mode)."""
+    ready to receive over NCCL when ``rollout.weight_sync`` is ``nccl`` (split mode).
+    ``trainer``: the colocated trainer, whose optimizer state is still to come."""
     from azr.rollout.vllm import VLLMRollout
 
     r, t = config.rollout, config.trainer
     return VLLMRollout(
         weights,
+        # A hub id takes model.revision, as the trainer's copy did; a local
+        # folder (a checkpoint, a converted model) has none.
+        revision=None if Path(weights).exists() else config.model.revision,
         dtype=config.model.dtype,
         tensor_parallel_size=config.resources.tensor_parallel,
         gpu_memory_utilization=r.gpu_memory_utilization,
@@ -77,6 +81,7 @@ def make_vllm(config: Config, weights: str, sleep: bool) -> Any:
         enable_lora=t.lora_rank > 0,
         max_lora_rank=max(t.lora_rank, 1),
         weight_transfer="nccl" if r.weight_sync == "nccl" else None,
+        reserve_bytes=getattr(trainer, "pending_state_bytes", lambda: 0)(),
     )
 
 
@@ -185,7 +190,7 @@ def build_backends(
         # Generation uses the object the trainer updates: nothing to copy.
         rollout = HFRollout(trainer.model, tokenizer, r.batch_size, r.max_prompt_tokens)
         return rollout, trainer, lambda: None
-    engine = make_vllm(config, weights_folder, sleep=r.sleep)
+    engine = make_vllm(config, weights_folder, sleep=r.sleep, trainer=trainer)
     sync = vllm_sync(engine, trainer, lora, scratch)
     if lora:
         sync()  # a resumed run's adapter (or the fresh one) before the first rollout

@@ -23,6 +23,7 @@ run samples exactly what the uninterrupted one would have.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -30,6 +31,7 @@ import random
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -148,18 +150,50 @@ def write_atomically(path: Path, text: str) -> None:
     _fsync(path.parent)
 
 
+class CheckpointUnreadable(Exception):
+    """Reading checkpoint ``ckpt`` failed in a way a different config or
+    environment would not fix (a damaged or foreign file)."""
+
+    def __init__(self, ckpt: Path, cause: BaseException) -> None:
+        super().__init__(f"{ckpt} could not be loaded ({type(cause).__name__}: {cause})")
+        self.ckpt = ckpt
+
+
+@contextlib.contextmanager
+def _reading(ckpt: Path | None) -> Iterator[None]:
+    """Blame what fails inside on checkpoint ``ckpt`` (None: blame nothing).
+
+    Only errors a file can cause count: a bad setting, a full disk, no memory
+    or a missing package are not the checkpoint's fault and pass unchanged."""
+    try:
+        yield
+    except (ConfigError, OSError, MemoryError, ImportError):
+        raise
+    except Exception as exc:
+        import torch
+
+        if ckpt is None or isinstance(exc, torch.cuda.OutOfMemoryError):  # a RuntimeError
+            raise
+        raise CheckpointUnreadable(ckpt, exc) from exc
+
+
 class RunLock:
     """This process's hold on a run folder, for as long as it lives: a second
     ``azr train`` on the same folder is an error, not a second writer."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, name: str = ".lock", busy: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise ConfigError(
+                busy or f"{folder} is in use by another azr process; wait for it or stop it"
+            ) from None
         except OSError:
             os.close(self._fd)
-            raise ConfigError(f"{folder} is in use by another azr process; wait for it or stop it") from None
+            raise
 
     def release(self) -> None:
         if self._fd >= 0:
@@ -177,6 +211,7 @@ class Run:
         self.cluster: Any = None
         self.trainer: Any = None
         self.sandbox: Any = None
+        self.rollout: Any = None
         try:
             self._start(config, folder, resume_from)
         except BaseException:
@@ -184,7 +219,6 @@ class Run:
             raise
 
     def _start(self, config: Config, folder: Path, resume_from: Path | None) -> None:
-        import torch
 
         from azr.models import resolve
         from azr.placement import plan
@@ -201,7 +235,8 @@ class Run:
 
             self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         else:
-            self.tokenizer, model = load_policy(config, (path, kwargs), weights, resume_from)
+            with _reading(resume_from):
+                self.tokenizer, model = load_policy(config, (path, kwargs), weights, resume_from)
         if config.model.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(
                 f"model.template is 'chat' but the tokenizer of {config.model.path!r} has no chat template; "
@@ -224,27 +259,26 @@ class Run:
             shutil.rmtree(buffer_dir, ignore_errors=True)
             shutil.copytree(resume_from / "buffer", buffer_dir)
         b = config.buffer
-        self.buffer = TaskBuffer.open(
-            buffer_dir, capacity=b.capacity, eviction=b.eviction, dedup=b.dedup, seed=config.run.seed
-        )
+        with _reading(resume_from):
+            self.buffer = TaskBuffer.open(
+                buffer_dir, capacity=b.capacity, eviction=b.eviction, dedup=b.dedup, seed=config.run.seed
+            )
         if placement.uses_ray:
             from azr.distributed.ray_driver import launch
 
-            self.cluster = launch(config, placement, weights or path, resume_from, folder)
+            with _reading(resume_from):
+                self.cluster = launch(config, placement, weights or path, resume_from, folder)
             rollout, self.trainer, sync = self.cluster.rollout, self.cluster.trainer, self.cluster.sync
             self.sandbox = self.cluster.sandbox  # checks spread over the nodes' CPU actors
         else:
-            rollout, self.trainer, sync = build_backends(
-                config, model, self.tokenizer, weights or path, folder / ".sync"
-            )
+            with _reading(resume_from if weights else None):
+                rollout, self.trainer, sync = build_backends(
+                    config, model, self.tokenizer, weights or path, folder / ".sync"
+                )
         if resume_from is not None:
-            self.trainer.load_optimizer(resume_from)
-            rng = torch.load(resume_from / "rng.pt", weights_only=True)
-            random.setstate(rng["python"])
-            torch.set_rng_state(rng["torch"])
-            cuda = rng.get("cuda")
-            if cuda is not None and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
-                torch.cuda.set_rng_state_all(cuda)
+            with _reading(resume_from):
+                self._restore(resume_from)
+        self.rollout = None if placement.uses_ray else rollout
         self.selfplay = SelfPlay(
             config, self.sandbox, self.buffer, rollout, self.trainer, self.tokenizer, sync=sync
         )
@@ -264,6 +298,18 @@ class Run:
             # Loaded now, once: a bad source fails at start-up, not at step N.
             self._eval = (opts, load_samples(opts), Grader(s.timeout_s, s.memory_mb, s.workers))
 
+    def _restore(self, ckpt: Path) -> None:
+        """The optimizer and random states of checkpoint ``ckpt``."""
+        import torch
+
+        self.trainer.load_optimizer(ckpt)
+        rng = torch.load(ckpt / "rng.pt", weights_only=True)
+        random.setstate(rng["python"])
+        torch.set_rng_state(rng["torch"])
+        cuda = rng.get("cuda")
+        if cuda is not None and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+            torch.cuda.set_rng_state_all(cuda)
+
     def close(self) -> None:
         """Stop the sandbox's worker processes and the Ray actors, if any, and
         leave the trainer's process group."""
@@ -273,6 +319,11 @@ class Run:
         trainer_close = getattr(self.trainer, "close", None)
         if trainer_close is not None:
             trainer_close()
+        # A vLLM engine in this process: its engine-core processes hold GPU memory.
+        engine_close = getattr(getattr(self, "rollout", None), "close", None)
+        if engine_close is not None:
+            engine_close()
+            self.rollout = None
         closer = getattr(self.sandbox, "close", None)
         if closer is not None:
             closer()
@@ -341,7 +392,7 @@ def _import_seeds(buffer: TaskBuffer, source: Path) -> int:
     it entered the run it came from: the solver's batches take the newest
     entries first, and seeds are never new."""
     if source.is_dir():
-        seeds = TaskBuffer.open(source)
+        seeds = TaskBuffer.open_existing(source)
         items = [(t, e.record, 0) for t in ("deduction", "abduction", "induction") for e in seeds.entries(t)]
         del seeds
     elif source.is_file():
@@ -567,17 +618,13 @@ def train(
             torch.manual_seed(config.run.seed)
         try:
             run = Run(config, folder, console, ckpt)
-        except (ConfigError, KeyboardInterrupt, OSError, MemoryError, ImportError):
-            raise  # not the checkpoint's fault: a full disk, no memory, a missing package
-        except Exception as exc:
-            if ckpt is None or isinstance(exc, torch.cuda.OutOfMemoryError):  # a RuntimeError
-                raise
+        except CheckpointUnreadable as exc:
             older = [str(p) for _, p in checkpoints(folder)[:-1]]
             raise ConfigError(
-                f"{ckpt} could not be loaded ({type(exc).__name__}: {exc}); "
+                f"{exc}; "
                 + (f"move it away to resume from {older[-1]}" if older else "no older checkpoint exists")
-            ) from exc
-        writer = _tensorboard(config, folder, start)
+            ) from exc.__cause__
+        writer = _tensorboard(config, folder, start, resumed=ckpt is not None)
         wandb = _wandb(config, folder)
         # The run loaded and its loggers started with this config: now it is the folder's.
         write_atomically(folder / "config.yaml", dump_config(config))
@@ -663,24 +710,39 @@ def seed_buffers(config_path: str | None, overrides: tuple[str, ...], out: Path)
     random.seed(config.run.seed)
     torch.manual_seed(config.run.seed)
     staging = out.parent / f".{out.name}.seeding"
-    shutil.rmtree(staging, ignore_errors=True)  # an earlier azr seed's that was stopped
-    run = Run(config, staging, Console(), None)
+    # One azr seed per destination at a time: the lock file sits beside the
+    # staging folder, which a second seeder would otherwise delete under the first.
+    lock = RunLock(
+        out.parent,
+        f".{out.name}.seeding.lock",
+        busy=f"another azr seed is writing {out}; wait for it or stop it",
+    )
     try:
-        sp = config.selfplay
-        run.selfplay.seed(sp.seed_factor * sp.batch_size, sp.seed_max_rounds, config.run.seed)
-        run.buffer.compact()
-        sizes = {t: run.buffer.count(t) for t in ("deduction", "abduction", "induction")}
+        shutil.rmtree(staging, ignore_errors=True)  # an earlier azr seed's that was stopped
+        run = Run(config, staging, Console(), None)
+        try:
+            sp = config.selfplay
+            run.selfplay.seed(sp.seed_factor * sp.batch_size, sp.seed_max_rounds, config.run.seed)
+            run.buffer.compact()
+            sizes = {t: run.buffer.count(t) for t in ("deduction", "abduction", "induction")}
+        finally:
+            run.close()
+        del run
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(
+                f"{out} is not empty; azr seed writes a new buffer folder (choose a new or empty one)"
+            )
+        if out.exists():
+            out.rmdir()
+        os.replace(staging / "buffer", out)
+        _fsync(out.parent)
+        shutil.rmtree(staging, ignore_errors=True)
     finally:
-        run.close()
-    del run
-    if out.exists():
-        out.rmdir()  # empty, checked above
-    os.replace(staging / "buffer", out)
-    shutil.rmtree(staging, ignore_errors=True)
+        lock.release()
     return sizes
 
 
-def _tensorboard(config: Config, folder: Path, start: int) -> Any:
+def _tensorboard(config: Config, folder: Path, start: int, resumed: bool) -> Any:
     if not config.run.tensorboard:
         return None
     try:
@@ -689,7 +751,7 @@ def _tensorboard(config: Config, folder: Path, start: int) -> Any:
         raise ConfigError("run.tensorboard needs the tensorboard package (pip install 'azr[train]')") from exc
     # On resume, events of steps after the checkpoint (logged before a kill) are
     # dropped, so the steps done again appear once.
-    return SummaryWriter(str(folder / "tb"), purge_step=start + 1 if start else None)
+    return SummaryWriter(str(folder / "tb"), purge_step=start + 1 if resumed else None)
 
 
 def _wandb(config: Config, folder: Path) -> Any:

@@ -79,21 +79,26 @@ def release_torch_cache() -> bool:
     return True
 
 
-def check_free_memory(share: float) -> None:
+def check_free_memory(share: float, reserve_bytes: int = 0) -> None:
     """vLLM starts only if ``share`` of the GPU is free; where this process already
     uses the GPU (a colocated trainer holds its weights there), check it here: vLLM
-    fails inside its engine process, and its reason does not reach this one."""
+    fails inside its engine process, and its reason does not reach this one.
+    ``reserve_bytes`` is what the trainer has yet to allocate for good (its
+    optimizer state, made at the first step), so that a share accepted now
+    still fits when the engine wakes after that step."""
     import torch
 
     if not release_torch_cache():
         return  # an engine on GPUs of its own: nothing of ours is there yet
     free, total = torch.cuda.mem_get_info()
+    free -= reserve_bytes
     if free < share * total:
         gib = 1 << 30
         most = max(free / total - 0.02, 0.0)
         raise ConfigError(
             f"rollout.gpu_memory_utilization={share:g} asks vLLM for {share * total / gib:.1f} GiB of this "
-            f"GPU's {total / gib:.1f} GiB, but {free / gib:.1f} GiB are free (the trainer holds the rest): "
+            f"GPU's {total / gib:.1f} GiB, but {free / gib:.1f} GiB are free (the trainer holds the rest, "
+            f"counting {reserve_bytes / gib:.1f} GiB of optimizer state it makes at its first step): "
             f"set it to at most {most:.2f}, or spread the trainer over more GPUs "
             "(resources.gpus_per_node, trainer.backend=deepspeed) or offload it (trainer.offload_optimizer)"
         )
@@ -159,6 +164,7 @@ class VLLMRollout:
         enforce_eager: skip torch.compile and CUDA graphs (faster start, slower decoding).
         enable_lora: serve LoRA adapters given to ``load_adapter``.
         max_lora_rank: the largest adapter rank ``load_adapter`` accepts.
+        reserve_bytes: GPU memory a colocated trainer has yet to allocate (see ``check_free_memory``).
         weight_transfer: ``nccl`` to take weights from a trainer on other GPUs through
             vLLM's weight-transfer engine (``azr.distributed.weight_sync``); None: in process only.
     """
@@ -176,6 +182,7 @@ class VLLMRollout:
         enforce_eager: bool = False,
         enable_lora: bool = False,
         max_lora_rank: int = 16,
+        reserve_bytes: int = 0,
         weight_transfer: str | None = None,
     ) -> None:
         try:
@@ -191,7 +198,7 @@ class VLLMRollout:
                 "set rollout.sleep=false"
             )
         self._vllm = vllm
-        check_free_memory(gpu_memory_utilization)
+        check_free_memory(gpu_memory_utilization, reserve_bytes)
         extra: dict[str, Any] = {}
         if enable_lora:
             # vLLM sizes its LoRA slots from a fixed menu of ranks; take the first that fits.

@@ -22,12 +22,17 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from azr._core import Sandbox, SandboxError
+from azr._core import Sandbox
+
+
+class _Wedged(Exception):
+    """No worker process finished a chunk within its budget."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +139,12 @@ class ProcessSandbox(RemoteSandbox):
         processes: int = 0,
         max_output_chars: int = 10_000,
         chunk: int = 8,
+        slack_s: float = 30.0,
     ) -> None:
         self.processes = processes or os.cpu_count() or 1
         self.chunk = max(1, chunk)
         self.timeout_s = timeout_s
+        self.slack_s = slack_s
         self._options: dict[str, Any] = {
             "timeout_s": timeout_s,
             "memory_mb": memory_mb,
@@ -155,22 +162,74 @@ class ProcessSandbox(RemoteSandbox):
             initargs=(self._options,),
         )
 
+    def _restart(self) -> None:
+        """Replace the worker processes, killing any that still run (a stopped
+        or wedged one would otherwise keep the old pool's shutdown waiting)."""
+        old = self._pool
+        self._pool = self._new_pool()
+        for process in list(getattr(old, "_processes", {}).values()):
+            process.kill()
+        old.shutdown(wait=False, cancel_futures=True)
+
+    def _budget(self, method: str, items: Sequence[Any]) -> float:
+        """The longest ``items`` can take in a healthy worker, plus slack: each
+        sandbox call (judge, run) stops by its wall-clock backstop (2T + 1 s),
+        a validation makes 4 and an induction check one per input plus 2."""
+        wall = 2 * self.timeout_s + 1
+        calls = sum(len(item[1]) + 2 if method == "check_induction_batch" else 4 for item in items)
+        return calls * wall + self.slack_s
+
     def _map(self, method: str, items: Sequence[Any]) -> list[dict[str, Any]]:
         items = list(items)
         if not items:
             return []
         parts = [items[i : i + self.chunk] for i in range(0, len(items), self.chunk)]
-        for attempt in (1, 2):
+        done: dict[int, list[dict[str, Any]]] = {}
+        try:
+            self._run_parts(method, parts, done)
+        except (BrokenProcessPool, _Wedged):
+            # A worker process died (killed from outside, or by a job) or stopped
+            # answering. Start fresh and do what is left one item at a time, so
+            # that a job that kills its worker gets its own failure verdict.
+            self._restart()
+            for i, part in enumerate(parts):
+                if i not in done:
+                    done[i] = [self._one(method, item) for item in part]
+        return [d for i in range(len(parts)) for d in done[i]]
+
+    def _run_parts(self, method: str, parts: list[list[Any]], done: dict[int, list[dict[str, Any]]]) -> None:
+        futures = {self._pool.submit(_call, method, part): i for i, part in enumerate(parts)}
+        patience = max(self._budget(method, part) for part in parts)
+        pending = set(futures)
+        broken: BaseException | None = None
+        while pending:
+            finished, pending = wait(pending, timeout=patience, return_when=FIRST_COMPLETED)
+            if not finished:
+                raise _Wedged
+            for future in finished:
+                try:
+                    done[futures[future]] = future.result()
+                except BrokenProcessPool as exc:
+                    broken = exc
+            if broken is not None:
+                raise broken
+
+    def _one(self, method: str, item: Any) -> dict[str, Any]:
+        """One item in the current pool, twice at most (a worker killed from
+        outside is not the job's fault); a job that breaks both gets a failure."""
+        for _ in range(2):
+            future = self._pool.submit(_call, method, [item])
             try:
-                return [d for part in self._pool.map(_call, [method] * len(parts), parts) for d in part]
-            except BrokenProcessPool as exc:
-                # A worker process died (killed from outside; the sandbox itself
-                # contains every guest failure). Start fresh once, then give up.
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                if attempt == 2:
-                    raise SandboxError(f"sandbox worker processes died twice running {method}") from exc
-        raise AssertionError("unreachable")
+                return future.result(timeout=self._budget(method, [item]))[0]
+            except (BrokenProcessPool, FutureTimeout):
+                self._restart()
+        message = (
+            f"the sandbox worker process died or stopped answering twice while running this job ({method})"
+        )
+        error = {"kind": "runtime", "message": message}
+        if method.startswith("check_"):
+            return {"correct": False, "error": error, "output": None, "elapsed_ms": 0.0}
+        return {"ok": False, "output": None, "error": error, "stdout": "", "elapsed_ms": 0.0}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

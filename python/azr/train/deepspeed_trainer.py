@@ -66,7 +66,7 @@ def ds_config(
         zero["stage3_prefetch_bucket_size"] = bucket_size
         if offload_params:
             zero["offload_param"] = {"device": "cpu", "pin_memory": True}
-    return {
+    config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,
         "train_batch_size": world_size,
@@ -77,6 +77,12 @@ def ds_config(
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
     }
+    if dtype == "bfloat16" and stage > 1:
+        # A 6·B batch is tens of micro-batches per rank: sum their gradients in
+        # fp32 partitions, not bf16 (DeepSpeed's default is the model's dtype).
+        # ZeRO-1 would switch to DeepSpeed's separate BF16 optimizer instead.
+        config["data_types"] = {"grad_accum_dtype": "fp32"}
+    return config
 
 
 def use_cpu_accelerator() -> None:
@@ -195,6 +201,7 @@ class DeepSpeedTrainer:
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         trainable = [p for p in model.parameters() if p.requires_grad]
+        self.offload_optimizer = offload_optimizer
         if offload_optimizer:
             from deepspeed.ops.adam import DeepSpeedCPUAdam
 
@@ -345,6 +352,15 @@ class DeepSpeedTrainer:
                     tensors[f"{name}::{moment}"] = value.detach().float().cpu().contiguous()
         return tensors, {"step": step, "world_size": self.world_size}
 
+    def pending_state_bytes(self) -> int:
+        """Device bytes the optimizer will still allocate at its first step:
+        AdamW's two fp32 moments over this rank's partition (DeepSpeed makes
+        them lazily; offloaded, they live in host memory)."""
+        if self.offload_optimizer or self._inner().state:
+            return 0
+        trainable = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for _, p in self._trainable())
+        return 8 * -(-trainable // self.world_size)
+
     def _inner(self) -> torch.optim.Optimizer:
         """The torch optimizer ZeRO drives over its flat fp32 partitions."""
         return getattr(self.optimizer, "optimizer", self.optimizer)
@@ -424,16 +440,27 @@ class DeepSpeedTrainer:
         """Weights and optimizer from a checkpoint (weights normally come in at model load)."""
         from safetensors.torch import load_file
 
-        state = load_file(str(folder / "model" / "model.safetensors"))
-        if self.stage == 3:
-            import deepspeed
+        # One file or HF's shards (model-00001-of-0000N.safetensors), one at a time.
+        files = sorted((folder / "model").glob("*.safetensors"))
+        if not files:
+            raise ConfigError(f"{folder / 'model'} holds no safetensors weights")
+        params = dict(self.model.named_parameters())
+        loaded: set[str] = set()
+        for file in files:
+            state = load_file(str(file))
+            loaded.update(state)
+            if self.stage == 3:
+                import deepspeed
 
-            for name, param in self.model.named_parameters():
-                if name in state:
-                    with deepspeed.zero.GatheredParameters([param], modifier_rank=0):
-                        param.data.copy_(state[name])
-        else:
-            self.model.load_state_dict(state, strict=False)
+                for name, tensor in state.items():
+                    if name in params:
+                        with deepspeed.zero.GatheredParameters([params[name]], modifier_rank=0):
+                            params[name].data.copy_(tensor)
+            else:
+                self.model.load_state_dict(state, strict=False)
+        missing = sorted(set(params) - loaded)  # tied weights are one parameter here
+        if missing:
+            raise ConfigError(f"{folder / 'model'} lacks weights of this model: {missing[:3]}")
         self.load_optimizer(folder)
 
     def close(self) -> None:

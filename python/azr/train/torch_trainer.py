@@ -110,6 +110,13 @@ class TorchTrainer:
                 master.grad = grad if master.grad is None else master.grad.add_(grad)
                 p.grad = None
 
+    def pending_state_bytes(self) -> int:
+        """Bytes AdamW will still allocate at its first step: two moments per
+        weight it updates (in those weights' dtype, fp32 where ``master`` is kept)."""
+        if self.optimizer.state:
+            return 0
+        return sum(2 * p.numel() * p.element_size() for p in self._params)
+
     def state_dict(self) -> dict[str, Any]:
         return dict(self.model.state_dict())
 

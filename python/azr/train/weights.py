@@ -47,18 +47,39 @@ def load_adapter(model: Any, folder: Path) -> None:
 
 def merged_state_dict(model: Any) -> dict[str, Any]:
     """The weights under the base model's own names, with any LoRA merged in
-    (CPU copies; the live model is left as it was)."""
+    (CPU copies; the live model is not touched).
+
+    Each merged weight is ``W + ΔW`` summed in fp32 on a copy. PEFT's own
+    ``merge_adapter``/``unmerge_adapter`` add and subtract ΔW in place, which
+    in bf16 does not give ``W`` back: every checkpoint would move the frozen
+    base weights a little (and the base the rollout engine serves, and the KL
+    reference, would drift apart from the trainer's)."""
     if not is_lora(model):
         return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    model.merge_adapter()
-    try:
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    deltas: dict[str, Any] = {}
+    with torch.no_grad():
+        for name, module in base.named_modules():
+            if not isinstance(module, LoraLayer):
+                continue
+            adapters = [a for a in module.active_adapters if a in module.lora_A]
+            if not adapters:
+                continue
+            delta_of: Any = getattr(module, "get_delta_weight", None)  # Linear, Embedding, Conv layers
+            if delta_of is None:
+                raise ConfigError(f"cannot merge the LoRA adapter of {name} ({type(module).__name__})")
+            deltas[f"{name}.base_layer.weight"] = sum(delta_of(a).float() for a in adapters)
         out = {}
-        for key, value in model.get_base_model().state_dict().items():
+        for key, value in base.state_dict().items():
             if "lora_" in key:
                 continue
-            out[key.replace(".base_layer.", ".")] = value.detach().to("cpu", copy=True)
-    finally:
-        model.unmerge_adapter()
+            value = value.detach()
+            if key in deltas:
+                value = (value.float() + deltas[key].to(value.device)).to(value.dtype)
+            out[key.replace(".base_layer.", ".")] = value.to("cpu", copy=True)
     return out
 
 
