@@ -28,7 +28,7 @@ from azr._core import ConfigError
 class ModelConfig:
     path: str = "tiny"
     """``tiny`` (built locally on first use), a local folder, a hub id, or
-    ``package:MODULE/FILE.gguf`` for a GGUF file shipped inside a Python package."""
+    ``package:MODULE[/FILE.gguf]`` for a GGUF file shipped inside a Python package."""
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     """Training and generation precision."""
     template: Literal["r1", "chat"] = "r1"
@@ -42,11 +42,15 @@ class RolloutConfig:
     backend: Literal["hf", "vllm"] = "hf"
     """``hf`` (transformers generation, CPU or GPU) or ``vllm``."""
     temperature: float = 1.0
+    """Sampling temperature of every rollout (SPEC: 1.0); 0 decodes greedily."""
     top_p: float = 1.0
+    """Nucleus sampling mass (SPEC: 1.0, off)."""
     max_prompt_tokens: int = 6144
+    """Longest prompt; proposer prompts drop references until they fit."""
     max_response_tokens: int = 8096
+    """Most tokens a rollout generates."""
     batch_size: int = 8
-    """Prompts generated at once by the ``hf`` backend."""
+    """Sequences (prompt × sample) generated at once by the ``hf`` backend."""
     gpu_memory_utilization: float = 0.6
     """``vllm``: the share of each GPU the engine may take (weights and KV cache)."""
     sleep: bool = True
@@ -57,17 +61,21 @@ class RolloutConfig:
     """``vllm`` on GPUs of its own (``resources.colocate: false``): how new weights reach the
     engines. ``nccl``: trainer rank 0 broadcasts them to the engines' GPUs with vLLM's
     weight-transfer engine; ``object_store``: rank 0 gathers them and hands them over through
-    Ray's object store. ``auto``: ``nccl`` when the trainer and the engines are on CUDA GPUs
-    and train full weights (LoRA adapters go through the object store), else ``object_store``."""
+    Ray's object store. ``auto``: ``nccl`` when the trainer and the engines are on CUDA GPUs,
+    their vLLM has the weight-transfer API (0.32 or later) and the run trains full weights
+    (LoRA adapters go through the object store as files), else ``object_store``."""
 
 
 @dataclass
 class TrainerConfig:
     backend: Literal["torch", "deepspeed"] = "torch"
+    """``torch`` (AdamW in this process: CPU or one GPU) or ``deepspeed`` (ZeRO, one or more ranks)."""
     lr: float = 1e-6
     """AdamW learning rate, constant."""
     weight_decay: float = 0.01
+    """AdamW's decoupled weight decay."""
     betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW's (beta1, beta2)."""
     grad_clip: float = 1.0
     """Global gradient-norm clip."""
     micro_batch_size: int = 4
@@ -75,6 +83,7 @@ class TrainerConfig:
     micro_batch_tokens: int = 0
     """Also cap a micro-batch at this many padded tokens (rows × longest); 0: no cap."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
     zero_stage: int = 2
     """``deepspeed``: ZeRO stage 1, 2 or 3."""
     offload_optimizer: bool = False
@@ -84,7 +93,9 @@ class TrainerConfig:
     lora_rank: int = 0
     """Train LoRA adapters of this rank instead of all weights; 0: full fine-tuning."""
     lora_alpha: int = 32
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
     lora_dropout: float = 0.0
+    """Dropout on the LoRA branch's input, in [0, 1)."""
     lora_targets: str = "all-linear"
     """``all-linear`` or comma-separated module names (``q_proj,v_proj``)."""
 
@@ -100,7 +111,8 @@ class SelfPlayConfig:
     unlearnable_reward: float = -0.5
     """Proposer reward when the solve rate is 0 or 1 (official code; the paper uses 0)."""
     seed_factor: int = 4
-    """Seeding stops at seed_factor · batch_size valid distinct triplets."""
+    """Seeding stops once each task type's buffer holds seed_factor · batch_size valid
+    distinct tasks (SPEC: 4 · 64 = 256), or after seed_max_rounds."""
     seed_buffer: str | None = None
     """Start from these seed tasks (an ``azr seed`` folder or a JSON-lines export) instead of seeding."""
     seed_max_rounds: int = 64
@@ -110,7 +122,9 @@ class SelfPlayConfig:
     advantage_weighting: Literal["token", "sequence"] = "token"
     """TRR++ mean/std over response tokens (official) or over sequences (paper)."""
     clip_eps: float = 0.2
+    """PPO ratio clip ε of the policy loss."""
     entropy_coef: float = 0.001
+    """Weight of the entropy bonus in the loss."""
     kl_coef: float = 0.0
     """KL penalty against the initial policy; 0 means no reference model."""
     ppo_epochs: int = 1
@@ -119,7 +133,9 @@ class SelfPlayConfig:
     trainer's own log-probs from the first pass, as veRL recomputes them), not
     the rollout engine's."""
     induction_inputs: int = 10
+    """Inputs an induction proposal writes (N); the solver sees induction_visible of them."""
     induction_visible: int = 5
+    """Input/output pairs shown to the induction solver; the rest are the hidden tests."""
     single_function: bool = True
     """Reject proposals with more than one function or any class."""
 
@@ -127,7 +143,9 @@ class SelfPlayConfig:
 @dataclass
 class SandboxSettings:
     timeout_s: float = 10.0
+    """CPU time per execution, in guest seconds (fuel); a wall-clock backstop stops at 2·timeout_s + 1 s."""
     memory_mb: int = 256
+    """Linear memory per execution (at least 32)."""
     workers: int = 0
     """Parallel executions; 0 means one per core."""
     processes: bool = True
@@ -135,6 +153,7 @@ class SandboxSettings:
     crashed worker costs only its process; see ``azr.sandbox.pool``); false: threads of this
     process."""
     max_output_chars: int = 10_000
+    """Longest output repr a proposal may have (longer is refused, never truncated)."""
 
 
 @dataclass
@@ -142,7 +161,9 @@ class BufferSettings:
     capacity: int | None = None
     """Most entries per task type; None keeps all."""
     eviction: Literal["fifo", "reservoir"] = "fifo"
+    """With a capacity: drop the oldest entry (``fifo``) or keep a uniform sample of all (``reservoir``)."""
     dedup: bool = True
+    """Refuse a task whose normalized (program, input[s]) is already in its buffer."""
 
 
 @dataclass
@@ -150,6 +171,7 @@ class RunConfig:
     steps: int = 500
     """Train until this step in total (a budget, not a paper setting)."""
     save_every: int = 10
+    """Checkpoint every N steps (and at the last step, and on SIGINT/SIGTERM)."""
     keep_checkpoints: int = 0
     """Keep the newest N checkpoints, deleting older ones once a newer one is on disk; 0 keeps all."""
     eval_every: int = 0
@@ -159,11 +181,17 @@ class RunConfig:
     eval_data: str = "cruxeval-org/cruxeval"
     """CruxEval for in-training evaluation: a file or a hub dataset id."""
     eval_max_tokens: int = 2048
+    """Most tokens an in-training evaluation answer generates."""
     seed: int = 0
+    """Seeds every draw of a step with (seed, step), so a resumed run repeats the uninterrupted one."""
     out: str = "runs/azr"
+    """The run folder."""
     tensorboard: bool = True
+    """Write TensorBoard events to RUN/tb."""
     wandb: bool = False
+    """Log to Weights & Biases (needs ``wandb``); the W&B run id is kept in the run folder."""
     wandb_project: str = "azr"
+    """The W&B project."""
 
 
 @dataclass
@@ -171,6 +199,7 @@ class ResourcesConfig:
     """Where the run's processes go (see ``azr.placement``)."""
 
     nodes: int = 1
+    """Machines the run spans (more than one runs on Ray)."""
     gpus_per_node: int = 1
     """0 runs on the CPU."""
     colocate: bool = True

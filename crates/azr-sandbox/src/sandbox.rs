@@ -629,15 +629,17 @@ impl Sandbox {
             .and_then(|text| parse_response(&text))?;
         // Retire a judge that erred in a way its own state may cause (no
         // memory left, a request it could not read, an internal error), or
-        // whose heap has grown past half the limit (compiling programs leaves
-        // interned names behind): the next job gets a fresh one.
+        // whose heap has grown past half of what the limit leaves above the
+        // snapshot (compiling programs leaves interned names behind): the
+        // next job gets a fresh one.
         let healthy = match &response.error {
             Some(e) => !matches!(
                 kind_of(&e.kind),
                 ErrorKind::Memory | ErrorKind::InvalidRequest | ErrorKind::Runtime
             ),
             None => true,
-        } && live.peak_memory() <= cfg.memory_bytes / 2;
+        } && live.memory_growth()
+            <= cfg.memory_bytes.saturating_sub(live.base_memory()) / 2;
         if healthy && uses + 1 < JUDGE_REUSE {
             self.inner
                 .judges

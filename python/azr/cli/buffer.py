@@ -61,12 +61,12 @@ def export_command(path: Path, out: Path) -> None:
 def import_command(path: Path, source: Path) -> None:
     """Add the entries of a JSON-lines file to the buffer at PATH (created if new)."""
     run = path.resolve().parent
-    if path.name == "buffer" and (run / "config.yaml").is_file() and any(run.glob("step_*")):
-        # azr train --resume replaces RUN/buffer with its checkpoint's copy.
+    if path.name == "buffer" and (run / "config.yaml").is_file():
+        # azr train replaces RUN/buffer: with a checkpoint's copy on --resume, or afresh.
         raise click.ClickException(
-            f"{path} is a training run's live buffer, which its next --resume replaces with the "
-            "checkpoint's copy; import into a buffer of its own and start a run from it "
-            "(selfplay.seed_buffer=...)"
+            f"{path} is a training run's live buffer, which azr train replaces (with its "
+            "checkpoint's copy on --resume); import into a buffer of its own and start a run "
+            "from it (selfplay.seed_buffer=...)"
         )
     buf = _open(path, must_exist=False)
     try:

@@ -43,7 +43,11 @@ def _compare(a: Path, b: Path, out: Path | None, console: Console) -> None:
     console.print(t)
     chart = (out or Path(".")) / "compare.png"
     chart.parent.mkdir(parents=True, exist_ok=True)
-    compare_chart(rows, (a.name or str(a), b.name or str(b)), chart)
+    try:
+        compare_chart(rows, (a.name or str(a), b.name or str(b)), chart)
+    except ImportError as exc:  # the table above stands without it
+        console.print(f"no chart: it needs matplotlib (pip install 'azr[eval]'): {exc}")
+        return
     console.print(f"chart: {chart}")
 
 

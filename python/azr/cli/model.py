@@ -36,6 +36,10 @@ def tiny_command(out: Path, seed: int, shape: str) -> None:
     start = time.perf_counter()
     try:
         build_tiny(out, seed=seed, shape=shape)
+    except ImportError as exc:  # torch and transformers are imported when used
+        raise click.ClickException(
+            f"azr model tiny needs the training stack: pip install 'azr[train]' ({exc})"
+        ) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot write the model into {out}: {exc}") from exc
     click.echo(f"built the {shape} model in {out} in {time.perf_counter() - start:.1f} s")

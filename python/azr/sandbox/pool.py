@@ -139,7 +139,7 @@ class ProcessSandbox(RemoteSandbox):
         processes: int = 0,
         max_output_chars: int = 10_000,
         chunk: int = 8,
-        slack_s: float = 30.0,
+        slack_s: float = 60.0,
     ) -> None:
         self.processes = processes or os.cpu_count() or 1
         self.chunk = max(1, chunk)
@@ -189,12 +189,20 @@ class ProcessSandbox(RemoteSandbox):
             self._run_parts(method, parts, done)
         except (BrokenProcessPool, _Wedged):
             # A worker process died (killed from outside, or by a job) or stopped
-            # answering. Start fresh and do what is left one item at a time, so
-            # that a job that kills its worker gets its own failure verdict.
+            # answering. Start fresh and run what is left as single items, in
+            # parallel; if that breaks too, the items it caught run one at a
+            # time, so that a job that kills its worker gets its own verdict.
             self._restart()
-            for i, part in enumerate(parts):
-                if i not in done:
-                    done[i] = [self._one(method, item) for item in part]
+            left = [(i, k) for i, part in enumerate(parts) if i not in done for k in range(len(part))]
+            singles = [[parts[i][k]] for i, k in left]
+            got: dict[int, list[dict[str, Any]]] = {}
+            try:
+                self._run_parts(method, singles, got)
+            except (BrokenProcessPool, _Wedged):
+                self._restart()
+            for j, (i, k) in enumerate(left):
+                one = got[j][0] if j in got else self._one(method, parts[i][k])
+                done.setdefault(i, [{} for _ in parts[i]])[k] = one
         return [d for i in range(len(parts)) for d in done[i]]
 
     def _run_parts(self, method: str, parts: list[list[Any]], done: dict[int, list[dict[str, Any]]]) -> None:
@@ -218,8 +226,8 @@ class ProcessSandbox(RemoteSandbox):
         """One item in the current pool, twice at most (a worker killed from
         outside is not the job's fault); a job that breaks both gets a failure."""
         for _ in range(2):
-            future = self._pool.submit(_call, method, [item])
             try:
+                future = self._pool.submit(_call, method, [item])
                 return future.result(timeout=self._budget(method, [item]))[0]
             except (BrokenProcessPool, FutureTimeout):
                 self._restart()

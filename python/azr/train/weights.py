@@ -60,25 +60,24 @@ def merged_state_dict(model: Any) -> dict[str, Any]:
     from peft.tuners.lora import LoraLayer
 
     base = model.get_base_model()
-    deltas: dict[str, Any] = {}
+    layers = {f"{name}.base_layer.weight": m for name, m in base.named_modules() if isinstance(m, LoraLayer)}
+    out = {}
     with torch.no_grad():
-        for name, module in base.named_modules():
-            if not isinstance(module, LoraLayer):
-                continue
-            adapters = [a for a in module.active_adapters if a in module.lora_A]
-            if not adapters:
-                continue
-            delta_of: Any = getattr(module, "get_delta_weight", None)  # Linear, Embedding, Conv layers
-            if delta_of is None:
-                raise ConfigError(f"cannot merge the LoRA adapter of {name} ({type(module).__name__})")
-            deltas[f"{name}.base_layer.weight"] = sum(delta_of(a).float() for a in adapters)
-        out = {}
         for key, value in base.state_dict().items():
             if "lora_" in key:
                 continue
             value = value.detach()
-            if key in deltas:
-                value = (value.float() + deltas[key].to(value.device)).to(value.dtype)
+            layer = layers.get(key)
+            adapters = [a for a in layer.active_adapters if a in layer.lora_A] if layer is not None else []
+            if adapters:
+                # One layer's ΔW at a time: all of them at once would be fp32 the size of the model.
+                delta_of: Any = getattr(layer, "get_delta_weight", None)  # Linear, Embedding, Conv layers
+                if delta_of is None:
+                    raise ConfigError(f"cannot merge the LoRA adapter of {key} ({type(layer).__name__})")
+                merged = value.to(torch.float32, copy=True)  # never the live weight itself
+                for a in adapters:
+                    merged += delta_of(a).float().to(value.device)
+                value = merged.to(value.dtype)
             out[key.replace(".base_layer.", ".")] = value.to("cpu", copy=True)
     return out
 
