@@ -68,3 +68,23 @@ def test_importing_into_a_runs_live_buffer_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["buffer", "import", str(run / "buffer"), str(source)])
     assert result.exit_code != 0 and "azr train replaces" in result.output
     assert not (run / "buffer").exists()
+
+
+def test_salvage_opens_a_damaged_buffer_with_what_can_be_read(tmp_path: Path) -> None:
+    folder = tmp_path / "buf"
+    b = TaskBuffer.open(folder)
+    b.add_many([("deduction", {"program": f"def f(a):\n    return {i}", "input": "1"}, 0) for i in range(50)])
+    b.flush()
+    del b
+    log = folder / "wal-00000000.log"
+    data = bytearray(log.read_bytes())
+    data[300] ^= 0xFF
+    log.write_bytes(bytes(data))
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["buffer", "stats", str(folder)])
+    assert refused.exit_code != 0 and "azr buffer salvage" in refused.output
+    result = runner.invoke(cli, ["buffer", "salvage", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "kept 49 entries" in result.output and "wal-00000000.log" in result.output
+    stats = json.loads(runner.invoke(cli, ["buffer", "stats", str(folder), "--json"]).output)
+    assert stats["deduction"]["live"] == 49

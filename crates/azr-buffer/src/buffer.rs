@@ -63,6 +63,9 @@ pub struct Recovery {
     /// Bytes of a half-written record dropped from the end of the log.
     pub torn_bytes: u64,
     pub torn_reason: Option<String>,
+    /// [`TaskBuffer::salvage`] only: bytes of damage skipped, and the files they were in.
+    pub damaged_bytes: u64,
+    pub damaged_files: Vec<String>,
 }
 
 struct Lane {
@@ -176,16 +179,39 @@ impl TaskBuffer {
     /// copy) they apply from then on. [`TaskBuffer::open_existing`] opens a
     /// folder with its own settings.
     pub fn open(dir: impl AsRef<Path>, config: BufferConfig) -> Result<Self, Error> {
-        Self::open_with(dir.as_ref(), Some(config))
+        Self::open_with(dir.as_ref(), Some(config), false)
     }
 
     /// Open a durable buffer with the settings its folder was written with
     /// (the defaults for a new folder, or one from before settings were kept).
     pub fn open_existing(dir: impl AsRef<Path>) -> Result<Self, Error> {
-        Self::open_with(dir.as_ref(), None)
+        Self::open_with(dir.as_ref(), None, false)
     }
 
-    fn open_with(dir: &Path, config: Option<BufferConfig>) -> Result<Self, Error> {
+    /// Open a damaged buffer (one [`TaskBuffer::open`] refuses as corrupt)
+    /// with every entry that can still be read: damaged spans are skipped and
+    /// the whole frames after them kept. Each damaged file is kept beside as
+    /// `NAME.damaged` and the buffer is compacted, so it opens normally from
+    /// then on. [`TaskBuffer::recovery`] says what was lost.
+    pub fn salvage(dir: impl AsRef<Path>) -> Result<Self, Error> {
+        let buffer = Self::open_with(dir.as_ref(), None, true)?;
+        let recovery = buffer.recovery();
+        if !recovery.damaged_files.is_empty() {
+            for file in &recovery.damaged_files {
+                let file = Path::new(file);
+                let aside = file.with_extension(format!(
+                    "{}.damaged",
+                    file.extension().and_then(|e| e.to_str()).unwrap_or("")
+                ));
+                std::fs::copy(file, &aside).map_err(io(&aside))?;
+            }
+            // A new snapshot and log supersede the damaged files (removed as stale).
+            buffer.compact()?;
+        }
+        Ok(buffer)
+    }
+
+    fn open_with(dir: &Path, config: Option<BufferConfig>, salvage: bool) -> Result<Self, Error> {
         let dir = dir.to_path_buf();
         let created = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -234,7 +260,7 @@ impl TaskBuffer {
             wal::sync_dir(&dir)?;
         }
         let mut buffer = Self::new(config)?;
-        let recovery = buffer.recover(&dir)?;
+        let recovery = buffer.recover(&dir, salvage)?;
         buffer.durable = Some(Durable {
             dir,
             _lock: lock_file,
@@ -246,21 +272,32 @@ impl TaskBuffer {
         Ok(buffer)
     }
 
-    fn recover(&mut self, dir: &Path) -> Result<Recovery, Error> {
+    fn recover(&mut self, dir: &Path, salvage: bool) -> Result<Recovery, Error> {
         let mut recovery = Recovery::default();
         let mut ids = HashSet::new();
         let writer = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
         let snapshots = wal::generations(dir, "snapshot-", ".bin")?;
         let generation = snapshots.last().copied().unwrap_or(0);
+        let damaged = |path: &Path, lost: u64, recovery: &mut Recovery| {
+            recovery.damaged_bytes += lost;
+            recovery.damaged_files.push(path.display().to_string());
+        };
         if let Some(&g) = snapshots.last() {
             let path = wal::snapshot_path(dir, g);
-            let decoded = wal::read_file(&path, wal::SNAPSHOT_MAGIC)?;
+            let decoded = wal::read_file(&path, wal::SNAPSHOT_MAGIC, salvage)?;
             if let Some(reason) = decoded.stop_reason {
-                return Err(Error::Corrupt {
-                    path,
-                    offset: decoded.good_len,
-                    reason,
-                });
+                if !salvage {
+                    return Err(Error::Corrupt {
+                        path,
+                        offset: decoded.good_len,
+                        reason,
+                    });
+                }
+            }
+            let lost = decoded.skipped.iter().map(|(a, b)| b - a).sum::<u64>()
+                + (decoded.file_len - decoded.good_len);
+            if lost > 0 {
+                damaged(&path, lost, &mut recovery);
             }
             for frame in decoded.frames {
                 match frame {
@@ -287,17 +324,25 @@ impl TaskBuffer {
         let mut tail_len = None;
         for (i, &g) in logs.iter().enumerate() {
             let path = wal::wal_path(dir, g);
-            let decoded = wal::read_file(&path, wal::WAL_MAGIC)?;
+            let decoded = wal::read_file(&path, wal::WAL_MAGIC, salvage)?;
             let last = i + 1 == logs.len();
+            let skipped = decoded.skipped.iter().map(|(a, b)| b - a).sum::<u64>();
+            if skipped > 0 || (!last && decoded.good_len < decoded.file_len) {
+                damaged(
+                    &path,
+                    skipped + decoded.file_len - decoded.good_len,
+                    &mut recovery,
+                );
+            }
             if let Some(reason) = &decoded.stop_reason {
-                if (!last || !decoded.torn) && decoded.good_len < decoded.file_len {
+                if (!last || !decoded.torn) && decoded.good_len < decoded.file_len && !salvage {
                     return Err(Error::Corrupt {
                         path,
                         offset: decoded.good_len,
                         reason: reason.clone(),
                     });
                 }
-                if decoded.good_len < decoded.file_len {
+                if last && decoded.good_len < decoded.file_len {
                     log::warn!(
                         "{}: dropped a torn tail of {} bytes ({reason}); every flushed entry is intact",
                         path.display(),

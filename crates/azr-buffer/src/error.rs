@@ -14,7 +14,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: corrupt at byte {offset}: {reason} (entries before it are intact; move the file away to open the rest)")]
+    #[error("{path}: corrupt at byte {offset}: {reason} (salvaging the buffer keeps every entry that can still be read: `azr buffer salvage FOLDER`)")]
     Corrupt {
         path: PathBuf,
         offset: u64,

@@ -102,9 +102,13 @@ pub(crate) struct Decoded {
     /// cut short by a crash (or zeros a power loss left). Damage with whole
     /// frames after it, or a whole frame azr cannot read, is never torn.
     pub torn: bool,
+    /// Damaged byte ranges a salvaging read skipped.
+    pub skipped: Vec<(u64, u64)>,
 }
 
-pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Decoded, Error> {
+/// Read every frame of `path`. With `salvage`, damage with whole frames after
+/// it is skipped (and listed in `skipped`) instead of ending the read.
+pub(crate) fn read_file(path: &Path, magic: &[u8; 8], salvage: bool) -> Result<Decoded, Error> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -118,6 +122,7 @@ pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Decoded, Error> 
             file_len,
             stop_reason: Some("no header".into()),
             torn: true,
+            skipped: Vec::new(),
         });
     }
     if &bytes[..8] != magic {
@@ -131,6 +136,7 @@ pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Decoded, Error> 
     let mut frames = Vec::new();
     let mut stop_reason = None;
     let mut torn = false;
+    let mut skipped = Vec::new();
     while pos < bytes.len() {
         match decode_frame(&bytes[pos..]) {
             Ok((frame, used)) => {
@@ -138,26 +144,37 @@ pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Decoded, Error> 
                 pos += used;
             }
             Err(bad) => {
-                torn = match bad.kind {
-                    // A write cut short, zeros, or a damaged length or checksum:
-                    // torn only if no whole frame follows (a damaged length can
-                    // also look like a frame running past the end).
+                // A write cut short, zeros, or a damaged length or checksum is
+                // torn only if no whole frame follows (a damaged length can also
+                // look like a frame running past the end). A whole frame of an
+                // unknown kind is never torn; its own length says where it ends.
+                let next = match bad.kind {
                     Bad::CutShort | Bad::Unchecked => {
-                        match (pos + 1..bytes.len()).find(|&p| decode_frame(&bytes[p..]).is_ok()) {
-                            None => true,
-                            Some(p) => {
-                                stop_reason = Some(format!(
+                        (pos + 1..bytes.len()).find(|&p| decode_frame(&bytes[p..]).is_ok())
+                    }
+                    Bad::Unreadable(end) => Some(pos + end),
+                };
+                match next {
+                    None => {
+                        torn = true;
+                        stop_reason = Some(bad.reason);
+                        break;
+                    }
+                    Some(p) if salvage => {
+                        skipped.push((pos as u64, p as u64));
+                        pos = p;
+                    }
+                    Some(p) => {
+                        stop_reason = Some(match bad.kind {
+                            Bad::Unreadable(_) => bad.reason,
+                            _ => format!(
                                 "{}, and whole frames follow from byte {p}: damage, not a write cut short",
                                 bad.reason
-                            ));
-                                false
-                            }
-                        }
+                            ),
+                        });
+                        break;
                     }
-                    Bad::Unreadable => false,
-                };
-                stop_reason.get_or_insert(bad.reason);
-                break;
+                }
             }
         }
     }
@@ -167,6 +184,7 @@ pub(crate) fn read_file(path: &Path, magic: &[u8; 8]) -> Result<Decoded, Error> 
         file_len,
         stop_reason,
         torn,
+        skipped,
     })
 }
 
@@ -182,8 +200,8 @@ enum Bad {
     /// Its length or checksum is wrong: damage, or a crash's leftovers.
     Unchecked,
     /// Its checksum is right but its content is not a frame this azr knows
-    /// (a newer format, or a bug): never a torn write.
-    Unreadable,
+    /// (a newer format, or a bug): never a torn write. Holds the frame's length.
+    Unreadable(usize),
 }
 
 fn bad(kind: Bad, reason: impl Into<String>) -> BadFrame {
@@ -214,7 +232,7 @@ fn decode_frame(bytes: &[u8]) -> Result<(Frame, usize), BadFrame> {
     if crc32fast::hash(payload) != crc {
         return Err(bad(Bad::Unchecked, "checksum mismatch"));
     }
-    let unreadable = |why: &str| bad(Bad::Unreadable, why);
+    let unreadable = |why: &str| bad(Bad::Unreadable(end), why);
     let frame = match payload.first() {
         Some(&KIND_ADD) if payload.len() >= ADD_OVERHEAD => {
             let task = TaskType::from_index(payload[1])

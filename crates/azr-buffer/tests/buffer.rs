@@ -783,3 +783,45 @@ fn opening_a_folder_without_settings_writes_no_guess() {
     drop(reopened);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn salvage_keeps_every_entry_that_can_still_be_read() {
+    let dir = temp_dir("salvage");
+    {
+        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+        for i in 0..100 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.flush().unwrap();
+    }
+    let log = dir.join("wal-00000000.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[200] ^= 0xFF; // inside one record
+    let third = bytes.len() * 2 / 3;
+    bytes[third..third + 4].copy_from_slice(&[0xFF; 4]); // and another one's length, later on
+    std::fs::write(&log, &bytes).unwrap();
+    assert!(matches!(
+        TaskBuffer::open(&dir, BufferConfig::default()),
+        Err(Error::Corrupt { .. })
+    ));
+    let salvaged = TaskBuffer::salvage(&dir).unwrap();
+    let kept = salvaged.len();
+    assert!((96..=98).contains(&kept), "kept {kept} of 100");
+    let r = salvaged.recovery();
+    assert!(r.damaged_bytes > 0 && r.damaged_files.len() == 1, "{r:?}");
+    assert_eq!(
+        std::fs::read(dir.join("wal-00000000.log.damaged")).unwrap(),
+        bytes,
+        "the damaged file is kept"
+    );
+    assert!(salvaged.add(D, &record(100), 1).unwrap());
+    salvaged.flush().unwrap();
+    drop(salvaged);
+    let reopened = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+    assert_eq!(reopened.len(), kept + 1, "it opens normally from then on");
+    drop(reopened);
+    let clean = TaskBuffer::salvage(&dir).unwrap();
+    assert!(clean.recovery().damaged_files.is_empty());
+    drop(clean);
+    let _ = std::fs::remove_dir_all(&dir);
+}

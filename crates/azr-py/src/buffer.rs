@@ -72,6 +72,15 @@ impl PyTaskBuffer {
         Ok(Self { inner })
     }
 
+    /// Open a damaged durable buffer with every entry that can still be read.
+    #[staticmethod]
+    fn salvage(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py
+            .detach(|| TaskBuffer::salvage(&path))
+            .map_err(Error::from)?;
+        Ok(Self { inner })
+    }
+
     /// Open (or create) a durable buffer in folder `path`.
     #[staticmethod]
     #[pyo3(signature = (path, *, capacity=None, eviction="fifo", dedup=true, seed=0))]
@@ -226,6 +235,8 @@ impl PyTaskBuffer {
         recovery.set_item("entries", r.entries)?;
         recovery.set_item("torn_bytes", r.torn_bytes)?;
         recovery.set_item("torn_reason", r.torn_reason)?;
+        recovery.set_item("damaged_bytes", r.damaged_bytes)?;
+        recovery.set_item("damaged_files", r.damaged_files)?;
         d.set_item("recovery", recovery)?;
         Ok(d)
     }

@@ -91,6 +91,14 @@ class TaskBuffer:
         return cls._wrap(_CoreBuffer.open_existing(path), path)
 
     @classmethod
+    def salvage(cls, path: str | PathLike[str]) -> TaskBuffer:
+        """Open a damaged durable buffer (one ``open`` refuses as corrupt) with every
+        entry that can still be read; each damaged file is kept beside as
+        ``NAME.damaged`` and the buffer is compacted, so it opens normally from
+        then on. ``stats()["recovery"]`` says what was lost."""
+        return cls._wrap(_CoreBuffer.salvage(path), path)
+
+    @classmethod
     def _wrap(cls, core: _CoreBuffer, path: str | PathLike[str]) -> TaskBuffer:
         buffer = cls.__new__(cls)
         buffer._core = core

@@ -75,3 +75,26 @@ def import_command(path: Path, source: Path) -> None:
     except BufferError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"imported {added} entries ({duplicates} duplicates skipped) into {path}")
+
+
+@buffer.command("salvage")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def salvage_command(path: Path) -> None:
+    """Open a damaged buffer with every entry that can still be read.
+
+    Damaged spans are skipped and the whole records after them kept; each
+    damaged file is kept beside as NAME.damaged, and the buffer is rewritten
+    so that it opens normally from then on."""
+    try:
+        buf = TaskBuffer.salvage(path)
+    except BufferError as exc:
+        raise click.ClickException(str(exc)) from exc
+    r = buf.stats()["recovery"]
+    if not r["damaged_files"]:
+        click.echo(f"{path}: no damage found; {r['entries']} entries")
+        return
+    click.echo(
+        f"{path}: kept {r['entries']} entries; skipped {r['damaged_bytes']} damaged bytes in "
+        + ", ".join(r["damaged_files"])
+        + " (each kept beside as NAME.damaged)"
+    )
