@@ -279,6 +279,7 @@ def load_pretrained(
         raise ConfigError(f"{label}: cannot load the model: {exc}") from exc
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = model.to(device)
+    if not hasattr(next(model.parameters()), "ds_id"):  # ZeRO-3 partitions are placed already
+        model = model.to(device)
     model.eval()
     return tokenizer, model

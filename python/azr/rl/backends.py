@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from azr._core import ConfigError
 from azr.config import Config
 from azr.rollout.base import RolloutEngine
 from azr.train.base import Sample, Trainer
@@ -42,6 +43,9 @@ def load_policy(
     t = config.trainer
     lora = t.lora_rank > 0
     path, kwargs = source
+    # ZeRO-3 (refused with LoRA): each rank loads only its partition of every
+    # weight, so a model larger than one GPU (or one host's memory per rank) loads.
+    zero3 = _zero3_loading(config) if t.backend == "deepspeed" and t.zero_stage == 3 and not lora else None
     tokenizer, model = load_pretrained(
         path,
         kwargs,
@@ -51,12 +55,44 @@ def load_policy(
         # resources.gpus_per_node: 0 asks for the CPU, also on a machine with GPUs.
         device="cpu" if config.resources.gpus_per_node == 0 else None,
     )
+    if zero3 is not None:
+        model._azr_zero3_config = zero3  # transformers holds it weakly; DeepSpeed reads it at initialize
     if lora:
         targets = t.lora_targets if t.lora_targets == "all-linear" else t.lora_targets.split(",")
         model = apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, targets)
         if resume is not None:
             load_adapter(model, resume)
     return tokenizer, model
+
+
+def _zero3_loading(config: Config) -> Any:
+    """Join the trainer's process group and tell transformers that ZeRO-3 is on
+    (``HfDeepSpeedConfig``): ``from_pretrained`` then builds the model under
+    ``deepspeed.zero.Init`` and loads each weight into its partitions."""
+    import torch
+
+    from azr.train.deepspeed_trainer import ds_config, init_distributed, use_cpu_accelerator
+
+    t = config.trainer
+    if config.resources.gpus_per_node == 0 and torch.cuda.is_available():
+        use_cpu_accelerator()
+    try:
+        import deepspeed  # noqa: F401
+        from transformers.integrations import HfDeepSpeedConfig
+    except ImportError as exc:
+        raise ConfigError("trainer.backend=deepspeed needs DeepSpeed: pip install 'azr[deepspeed]'") from exc
+    init_distributed(config.resources.comm_timeout_s)
+    import torch.distributed as dist
+
+    settings = ds_config(
+        stage=3,
+        dtype=config.model.dtype,
+        grad_clip=t.grad_clip,
+        world_size=dist.get_world_size(),
+        offload_optimizer=t.offload_optimizer,
+        offload_params=t.offload_params,
+    )
+    return HfDeepSpeedConfig(settings)
 
 
 def make_vllm(config: Config, weights: str, sleep: bool, trainer: Any = None) -> Any:
