@@ -633,7 +633,13 @@ impl TaskBuffer {
                 return picks;
             }
         }
-        Vec::new()
+        // Writers kept evicting under the draw: draw from a copy of the live
+        // entries instead (slower, never short).
+        let live = self.live_entries(task);
+        distinct(&mut rng, live.len(), k)
+            .into_iter()
+            .map(|i| live[i].clone())
+            .collect()
     }
 
     /// Entries that entered at `since_step` or later.
