@@ -63,6 +63,7 @@ def test_importing_into_a_runs_live_buffer_is_refused(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("run: {}\n")  # a run folder, with or without checkpoints
+    (run / ".lock").touch()
     source = tmp_path / "seeds.jsonl"
     source.write_text('{"task_type": "deduction", "step": 0, "record": {"program": "x", "input": "1"}}\n')
     result = CliRunner().invoke(cli, ["buffer", "import", str(run / "buffer"), str(source)])

@@ -305,6 +305,10 @@ saved = load_file(f"{folder}/model.safetensors")
 for name, p in params.items():
     with deepspeed.zero.GatheredParameters([p]):
         assert torch.equal(p.data, saved[name]), name
+from azr.models import load_pretrained
+
+_, other = load_pretrained(folder, {}, "float32", "model.path", device="cpu")
+assert not hasattr(next(other.parameters()), "ds_id"), "a later load in the process was partitioned too"
 trainer = build_trainer(config, model, tokenizer.pad_token_id or 0)
 out = trainer.step([Sample([5, 6, 7], [8, 9], 1.0), Sample([5, 6], [8, 9, 10], -1.0)])
 assert math.isfinite(out["train/grad_norm"]) and out["train/grad_norm"] > 0, out

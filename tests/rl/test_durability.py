@@ -315,3 +315,22 @@ def test_seeds_are_read_from_a_folder_another_run_holds(tmp_path: Path) -> None:
     assert _import_seeds(new, folder) == 4
     assert [e.step for e in new.entries("deduction")] == [0] * 4
     del held
+
+
+def test_a_damaged_checkpoint_buffer_names_the_copy_to_salvage(base: Path, tmp_path: Path) -> None:
+    import azr.rl.run as runs
+    from rich.console import Console
+
+    run = _copy(base, tmp_path)
+    [snapshot] = (run / "step_3" / "buffer").glob("snapshot-*.bin")
+    data = bytearray(snapshot.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: the checkpoint's file list still matches
+    snapshot.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=r"azr buffer salvage .*step_3/buffer"):
+        runs.train(resume=run, steps=4, console=Console(quiet=True))
+    salvaged = TaskBuffer.salvage(run / "step_3" / "buffer")
+    assert salvaged.stats()["recovery"]["damaged_files"]
+    del salvaged
+    again = azr("train", "--resume", str(run), "--steps", "4")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert steps_logged(run) == [1, 2, 3, 4]

@@ -194,19 +194,17 @@ impl TaskBuffer {
     /// `NAME.damaged` and the buffer is compacted, so it opens normally from
     /// then on. [`TaskBuffer::recovery`] says what was lost.
     pub fn salvage(dir: impl AsRef<Path>) -> Result<Self, Error> {
-        let buffer = Self::open_with(dir.as_ref(), None, true)?;
-        let recovery = buffer.recovery();
-        if !recovery.damaged_files.is_empty() {
-            for file in &recovery.damaged_files {
-                let file = Path::new(file);
-                let aside = file.with_extension(format!(
-                    "{}.damaged",
-                    file.extension().and_then(|e| e.to_str()).unwrap_or("")
-                ));
-                std::fs::copy(file, &aside).map_err(io(&aside))?;
-            }
+        let dir = dir.as_ref();
+        let buffer = Self::open_with(dir, None, true)?;
+        if !buffer.recovery().damaged_files.is_empty() {
             // A new snapshot and log supersede the damaged files (removed as stale).
             buffer.compact()?;
+        }
+        if read_settings(dir).is_err() {
+            // Unreadable settings were replaced by the defaults for the replay;
+            // after the compaction the log is empty and they hold from here on.
+            buffer.compact()?;
+            write_settings(dir, buffer.config())?;
         }
         Ok(buffer)
     }
@@ -232,10 +230,14 @@ impl TaskBuffer {
                 })
             }
         }
-        let stored = read_settings(&dir)?;
-        // A folder from before settings were kept, opened without settings:
-        // its own are unknown, so none are written down for it.
-        let record = config.is_some() || stored.is_some();
+        let stored = match read_settings(&dir) {
+            Err(_) if salvage => None, // unreadable: replay with the defaults
+            other => other?,
+        };
+        // A folder from before settings were kept, opened without settings and
+        // with entries in its log: its own are unknown, so none are written
+        // down for it. A new or empty folder takes the ones it is opened with.
+        let record = config.is_some() || stored.is_some() || !log_has_frames(&dir)?;
         let config = match (config, stored) {
             (None, stored) => stored.unwrap_or_default(),
             (Some(asked), None) => asked,
@@ -252,12 +254,14 @@ impl TaskBuffer {
             }
         };
         if record
-            && read_settings(&dir)?.as_ref().map(settings_json) != Some(settings_json(&config))
+            && read_settings(&dir)
+                .ok()
+                .flatten()
+                .as_ref()
+                .map(settings_json)
+                != Some(settings_json(&config))
         {
-            let path = dir.join(SETTINGS);
-            wal::write_temp(&path, settings_json(&config).to_string().as_bytes())?;
-            std::fs::rename(path.with_extension("tmp"), &path).map_err(io(&path))?;
-            wal::sync_dir(&dir)?;
+            write_settings(&dir, &config)?;
         }
         let mut buffer = Self::new(config)?;
         let recovery = buffer.recover(&dir, salvage)?;
@@ -299,11 +303,18 @@ impl TaskBuffer {
             if lost > 0 {
                 damaged(&path, lost, &mut recovery);
             }
+            let mut header = false;
             for frame in decoded.frames {
                 match frame {
-                    Frame::Header(counters) => restore_counters(&self.lanes, writer, &counters),
+                    Frame::Header(counters) => {
+                        header = true;
+                        restore_counters(&self.lanes, writer, &counters);
+                    }
                     Frame::Add(task, entry) => {
                         ids.insert(entry.id);
+                        // Also without the header (a salvaged snapshot): new ids never
+                        // repeat one an entry holds.
+                        writer.next_id = writer.next_id.max(entry.id + 1);
                         place(
                             &self.lanes,
                             &self.config,
@@ -314,6 +325,16 @@ impl TaskBuffer {
                         );
                     }
                     Frame::Duplicate(_) => {}
+                }
+            }
+            if !header {
+                // The counters were in the lost header: at least what is live
+                // was added and seen (reservoir decisions count on `seen`).
+                for t in TaskType::ALL {
+                    let lane = &self.lanes[t.index()];
+                    let live = lane.live() as u64;
+                    lane.added.fetch_max(live, Ordering::Relaxed);
+                    writer.seen[t.index()] = writer.seen[t.index()].max(live);
                 }
             }
         }
@@ -380,6 +401,21 @@ impl TaskBuffer {
             }
         }
         recovery.entries = self.lanes.iter().map(Lane::live).sum();
+        // Salvage keeps each damaged file beside as it was, before anything
+        // (the log's reopening, the compaction after) changes or removes it.
+        for file in &recovery.damaged_files {
+            let file = Path::new(file);
+            let aside = file.with_extension(format!(
+                "{}.damaged",
+                file.extension().and_then(|e| e.to_str()).unwrap_or("")
+            ));
+            std::fs::copy(file, &aside)
+                .and_then(|_| File::open(&aside)?.sync_all())
+                .map_err(io(&aside))?;
+        }
+        if !recovery.damaged_files.is_empty() {
+            wal::sync_dir(dir)?;
+        }
         let wal_generation = logs.last().copied().unwrap_or(generation);
         writer.wal = Some(WalWriter::open(
             wal::wal_path(dir, wal_generation),
@@ -938,6 +974,13 @@ fn settings_json(config: &BufferConfig) -> Value {
         "dedup": config.dedup,
         "seed": config.seed,
     })
+}
+
+fn write_settings(dir: &Path, config: &BufferConfig) -> Result<(), Error> {
+    let path = dir.join(SETTINGS);
+    wal::write_temp(&path, settings_json(config).to_string().as_bytes())?;
+    std::fs::rename(path.with_extension("tmp"), &path).map_err(io(&path))?;
+    wal::sync_dir(dir)
 }
 
 fn read_settings(dir: &Path) -> Result<Option<BufferConfig>, Error> {

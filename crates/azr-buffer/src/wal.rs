@@ -125,18 +125,21 @@ pub(crate) fn read_file(path: &Path, magic: &[u8; 8], salvage: bool) -> Result<D
             skipped: Vec::new(),
         });
     }
+    let mut skipped = Vec::new();
     if &bytes[..8] != magic {
-        return Err(Error::Corrupt {
-            path: path.into(),
-            offset: 0,
-            reason: "not an azr buffer file".into(),
-        });
+        if !salvage {
+            return Err(Error::Corrupt {
+                path: path.into(),
+                offset: 0,
+                reason: "not an azr buffer file (its first 8 bytes are not the magic)".into(),
+            });
+        }
+        skipped.push((0, 8)); // a damaged magic: the frames after it may be whole
     }
     let mut pos = 8usize;
     let mut frames = Vec::new();
     let mut stop_reason = None;
     let mut torn = false;
-    let mut skipped = Vec::new();
     while pos < bytes.len() {
         match decode_frame(&bytes[pos..]) {
             Ok((frame, used)) => {

@@ -825,3 +825,80 @@ fn salvage_keeps_every_entry_that_can_still_be_read() {
     drop(clean);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn salvage_without_the_snapshot_header_never_reuses_an_id() {
+    // A checkpoint's buffer is a snapshot and an empty log; the header holds the counters.
+    let dir = temp_dir("salvage-header");
+    {
+        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+        for i in 0..5 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.compact().unwrap();
+    }
+    let snapshot = dir.join("snapshot-00000001.bin");
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    bytes[8 + 8 + 3] ^= 0xFF; // inside the header frame's payload
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let salvaged = TaskBuffer::salvage(&dir).unwrap();
+    assert_eq!(salvaged.len(), 5);
+    assert!(salvaged.stats(D).added >= 5);
+    for i in 5..8 {
+        assert!(salvaged.add(D, &record(i), 1).unwrap());
+    }
+    salvaged.flush().unwrap();
+    drop(salvaged);
+    let reopened = TaskBuffer::open_existing(&dir).unwrap();
+    assert_eq!(
+        reopened.len(),
+        8,
+        "entries added after the salvage survive a reopen"
+    );
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn salvage_reads_past_a_damaged_magic_and_unreadable_settings() {
+    let dir = temp_dir("salvage-magic");
+    {
+        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
+        for i in 0..10 {
+            buffer.add(D, &record(i), 0).unwrap();
+        }
+        buffer.flush().unwrap();
+    }
+    let log = dir.join("wal-00000000.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[0] ^= 0xFF;
+    std::fs::write(&log, &bytes).unwrap();
+    std::fs::write(dir.join("settings.json"), b"{not json").unwrap();
+    assert!(TaskBuffer::open_existing(&dir).is_err());
+    let salvaged = TaskBuffer::salvage(&dir).unwrap();
+    assert_eq!(salvaged.len(), 10);
+    drop(salvaged);
+    assert_eq!(TaskBuffer::open_existing(&dir).unwrap().len(), 10);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_new_folder_keeps_the_settings_it_was_first_opened_with() {
+    let dir = temp_dir("new-folder-settings");
+    let buffer = TaskBuffer::open_existing(&dir).unwrap(); // azr buffer import into a new folder
+    for i in 0..10 {
+        buffer.add(D, &record(i), 0).unwrap();
+    }
+    buffer.flush().unwrap();
+    drop(buffer);
+    assert!(dir.join("settings.json").exists());
+    let other = BufferConfig {
+        capacity: Some(3),
+        ..Default::default()
+    };
+    assert!(
+        matches!(TaskBuffer::open(&dir, other), Err(Error::Config(_))),
+        "a log written unbounded does not replay with capacity 3"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

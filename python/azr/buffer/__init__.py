@@ -103,7 +103,7 @@ class TaskBuffer:
         buffer = cls.__new__(cls)
         buffer._core = core
         recovery = buffer._core.stats()["recovery"]
-        if recovery["torn_bytes"]:
+        if recovery["torn_bytes"] and not recovery["damaged_files"]:  # salvage reports its own losses
             warnings.warn(
                 f"{path}: dropped a half-written record at the end of the log "
                 f"({recovery['torn_bytes']} bytes: {recovery['torn_reason']}); every flushed entry is intact",

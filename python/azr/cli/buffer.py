@@ -60,8 +60,9 @@ def export_command(path: Path, out: Path) -> None:
 @click.argument("source", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 def import_command(path: Path, source: Path) -> None:
     """Add the entries of a JSON-lines file to the buffer at PATH (created if new)."""
-    run = path.resolve().parent
-    if path.name == "buffer" and (run / "config.yaml").is_file():
+    target = path.resolve()
+    run = target.parent
+    if target.name == "buffer" and (run / "config.yaml").is_file() and (run / ".lock").exists():
         # azr train replaces RUN/buffer: with a checkpoint's copy on --resume, or afresh.
         raise click.ClickException(
             f"{path} is a training run's live buffer, which azr train replaces (with its "

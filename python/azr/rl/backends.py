@@ -56,7 +56,12 @@ def load_policy(
         device="cpu" if config.resources.gpus_per_node == 0 else None,
     )
     if zero3 is not None:
-        model._azr_zero3_config = zero3  # transformers holds it weakly; DeepSpeed reads it at initialize
+        # Only this load is ZeRO-3's: transformers' global flag would make every later
+        # from_pretrained in the process partition its model too.
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        del zero3
+        unset_hf_deepspeed_config()
     if lora:
         targets = t.lora_targets if t.lora_targets == "all-linear" else t.lora_targets.split(",")
         model = apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, targets)
@@ -65,23 +70,32 @@ def load_policy(
     return tokenizer, model
 
 
-def _zero3_loading(config: Config) -> Any:
-    """Join the trainer's process group and tell transformers that ZeRO-3 is on
-    (``HfDeepSpeedConfig``): ``from_pretrained`` then builds the model under
-    ``deepspeed.zero.Init`` and loads each weight into its partitions."""
+def join_process_group(config: Config) -> None:
+    """Join (or start) the DeepSpeed trainer's process group, on the accelerator
+    ``resources`` asks for; a no-op once joined."""
     import torch
 
-    from azr.train.deepspeed_trainer import ds_config, init_distributed, use_cpu_accelerator
+    from azr.train.deepspeed_trainer import init_distributed, use_cpu_accelerator
 
-    t = config.trainer
     if config.resources.gpus_per_node == 0 and torch.cuda.is_available():
         use_cpu_accelerator()
     try:
         import deepspeed  # noqa: F401
-        from transformers.integrations import HfDeepSpeedConfig
     except ImportError as exc:
         raise ConfigError("trainer.backend=deepspeed needs DeepSpeed: pip install 'azr[deepspeed]'") from exc
     init_distributed(config.resources.comm_timeout_s)
+
+
+def _zero3_loading(config: Config) -> Any:
+    """Tell transformers that ZeRO-3 is on (``HfDeepSpeedConfig``, in the joined
+    process group): ``from_pretrained`` then builds the model under
+    ``deepspeed.zero.Init`` and loads each weight into its partitions."""
+    from transformers.integrations import HfDeepSpeedConfig
+
+    from azr.train.deepspeed_trainer import ds_config
+
+    t = config.trainer
+    join_process_group(config)
     import torch.distributed as dist
 
     settings = ds_config(

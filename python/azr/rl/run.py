@@ -40,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from azr._core import ConfigError
-from azr.buffer import TaskBuffer
+from azr.buffer import BufferError, TaskBuffer
 from azr.config import Config, dump_config, load_config, to_dict
 from azr.sandbox import Sandbox
 from azr.tasks.types import TaskType
@@ -235,6 +235,11 @@ class Run:
 
             self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         else:
+            if config.trainer.backend == "deepspeed":
+                from azr.rl.backends import join_process_group
+
+                # Before the checkpoint is read: a process group that cannot start is not its fault.
+                join_process_group(config)
             with _reading(resume_from):
                 self.tokenizer, model = load_policy(config, (path, kwargs), weights, resume_from)
         if config.model.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
@@ -259,10 +264,20 @@ class Run:
             shutil.rmtree(buffer_dir, ignore_errors=True)
             shutil.copytree(resume_from / "buffer", buffer_dir)
         b = config.buffer
-        with _reading(resume_from):
-            self.buffer = TaskBuffer.open(
-                buffer_dir, capacity=b.capacity, eviction=b.eviction, dedup=b.dedup, seed=config.run.seed
-            )
+        try:
+            with _reading(resume_from):
+                self.buffer = TaskBuffer.open(
+                    buffer_dir, capacity=b.capacity, eviction=b.eviction, dedup=b.dedup, seed=config.run.seed
+                )
+        except CheckpointUnreadable as exc:
+            if resume_from is None or not isinstance(exc.__cause__, BufferError):
+                raise
+            # RUN/buffer is the checkpoint's copy, made again on every resume: salvage the original.
+            raise ConfigError(
+                f"the buffer of {resume_from} is damaged ({exc.__cause__}); salvage it with "
+                f"`azr buffer salvage {resume_from / 'buffer'}` and resume again, or move "
+                f"{resume_from} away to resume from an older checkpoint"
+            ) from exc.__cause__
         if placement.uses_ray:
             from azr.distributed.ray_driver import launch
 
@@ -359,7 +374,9 @@ class Run:
         torch.save(rng, tmp / "rng.pt")
         self.buffer.flush()
         self.buffer.compact()
-        shutil.copytree(self.folder / "buffer", tmp / "buffer", ignore=shutil.ignore_patterns("LOCK"))
+        shutil.copytree(
+            self.folder / "buffer", tmp / "buffer", ignore=shutil.ignore_patterns("LOCK", "*.damaged")
+        )
         (tmp / "config.yaml").write_text(dump_config(self.config))
         # Everything on disk before state.json says so, and state.json on disk before
         # the rename: a crash leaves the last checkpoint or this one, whole.
