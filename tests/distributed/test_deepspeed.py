@@ -64,6 +64,18 @@ def _launch(
         assert p.returncode == 0, output[-12000:]
 
 
+def _run_script(code: str, *args: str, unset: tuple[str, ...] = ()) -> str:
+    """Run ``code`` in a fresh Python with this checkout importable; its stdout
+    (a failure shows both streams)."""
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["PYTHONPATH"] = str(ROOT)
+    p = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p.stdout
+
+
 def _params(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / "params.pt", weights_only=True)
 
@@ -190,17 +202,8 @@ trainer.close()
 def test_cpu_ranks_stay_on_the_cpu_where_cuda_is_visible(tiny_model_dir: Path) -> None:
     """``resources.gpus_per_node: 0`` on a GPU machine: the model stays on the CPU and
     DeepSpeed uses its CPU accelerator (gloo) instead of moving it to GPU 0."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("DS_ACCELERATOR", None)
-    p = subprocess.run(
-        [sys.executable, "-c", CPU_WHERE_CUDA_IS_VISIBLE, str(tiny_model_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert "accelerator cpu cpu" in p.stdout, p.stdout[-2000:]
+    stdout = _run_script(CPU_WHERE_CUDA_IS_VISIBLE, str(tiny_model_dir), unset=("DS_ACCELERATOR",))
+    assert "accelerator cpu cpu" in stdout, stdout[-2000:]
 
 
 BF16_ACCUMULATES_IN_FP32 = """
@@ -226,16 +229,8 @@ def test_bf16_zero2_sums_micro_batch_gradients_in_fp32(tiny_model_dir: Path) -> 
     """A batch is many micro-batches per rank; DeepSpeed would sum their
     gradients in the model's dtype (bf16) unless told otherwise. Also: the
     optimizer state still to come (for sizing a colocated engine) is exact."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run(
-        [sys.executable, "-c", BF16_ACCUMULATES_IN_FP32, str(tiny_model_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert "accumulates in torch.float32" in p.stdout, p.stdout[-2000:]
+    stdout = _run_script(BF16_ACCUMULATES_IN_FP32, str(tiny_model_dir))
+    assert "accumulates in torch.float32" in stdout, stdout[-2000:]
 
 
 LOAD_SHARDED = """
@@ -269,16 +264,8 @@ other.close()  # one process group for both
 
 
 def test_load_reads_a_sharded_checkpoint(tiny_model_dir: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run(
-        [sys.executable, "-c", LOAD_SHARDED, str(tiny_model_dir), str(tmp_path / "ckpt")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert "loaded shards" in p.stdout
+    stdout = _run_script(LOAD_SHARDED, str(tiny_model_dir), str(tmp_path / "ckpt"))
+    assert "loaded shards" in stdout
 
 
 ZERO3_LOADS_PARTITIONS = """
@@ -325,13 +312,5 @@ trainer.close()
 def test_zero3_loads_each_weight_into_its_partitions(tiny_model_dir: Path) -> None:
     """With ZeRO-3 a rank never holds the whole model: it is built under
     deepspeed.zero.Init and each weight is loaded into its partitions."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run(
-        [sys.executable, "-c", ZERO3_LOADS_PARTITIONS, str(tiny_model_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert "zero3 partitions loaded and trained" in p.stdout
+    stdout = _run_script(ZERO3_LOADS_PARTITIONS, str(tiny_model_dir))
+    assert "zero3 partitions loaded and trained" in stdout

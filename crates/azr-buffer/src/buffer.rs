@@ -195,15 +195,15 @@ impl TaskBuffer {
     /// then on. [`TaskBuffer::recovery`] says what was lost.
     pub fn salvage(dir: impl AsRef<Path>) -> Result<Self, Error> {
         let dir = dir.as_ref();
+        let unreadable = read_settings(dir).is_err();
         let buffer = Self::open_with(dir, None, true)?;
-        if !buffer.recovery().damaged_files.is_empty() {
-            // A new snapshot and log supersede the damaged files (removed as stale).
+        if unreadable || !buffer.recovery().damaged_files.is_empty() {
+            // A new snapshot and log supersede the damaged files (removed as
+            // stale); with the log empty, the defaults that replaced unreadable
+            // settings for the replay hold from here on.
             buffer.compact()?;
         }
-        if read_settings(dir).is_err() {
-            // Unreadable settings were replaced by the defaults for the replay;
-            // after the compaction the log is empty and they hold from here on.
-            buffer.compact()?;
+        if unreadable {
             write_settings(dir, buffer.config())?;
         }
         Ok(buffer)
@@ -237,12 +237,14 @@ impl TaskBuffer {
         // A folder from before settings were kept, opened without settings and
         // with entries in its log: its own are unknown, so none are written
         // down for it. A new or empty folder takes the ones it is opened with.
-        let record = config.is_some() || stored.is_some() || !log_has_frames(&dir)?;
+        let has_frames = log_has_frames(&dir)?;
+        let record = config.is_some() || stored.is_some() || !has_frames;
+        let stored_json = stored.as_ref().map(settings_json);
         let config = match (config, stored) {
             (None, stored) => stored.unwrap_or_default(),
             (Some(asked), None) => asked,
             (Some(asked), Some(stored)) => {
-                if !replays_alike(&asked, &stored) && log_has_frames(&dir)? {
+                if !replays_alike(&asked, &stored) && has_frames {
                     return Err(Error::Config(format!(
                         "{} was written with {}, and its log replays only with those; open it with \
                          them (or with open_existing), or compact it first to change them",
@@ -253,14 +255,7 @@ impl TaskBuffer {
                 asked
             }
         };
-        if record
-            && read_settings(&dir)
-                .ok()
-                .flatten()
-                .as_ref()
-                .map(settings_json)
-                != Some(settings_json(&config))
-        {
+        if record && stored_json != Some(settings_json(&config)) {
             write_settings(&dir, &config)?;
         }
         let mut buffer = Self::new(config)?;
@@ -977,10 +972,10 @@ fn settings_json(config: &BufferConfig) -> Value {
 }
 
 fn write_settings(dir: &Path, config: &BufferConfig) -> Result<(), Error> {
-    let path = dir.join(SETTINGS);
-    wal::write_temp(&path, settings_json(config).to_string().as_bytes())?;
-    std::fs::rename(path.with_extension("tmp"), &path).map_err(io(&path))?;
-    wal::sync_dir(dir)
+    wal::write_durably(
+        &dir.join(SETTINGS),
+        settings_json(config).to_string().as_bytes(),
+    )
 }
 
 fn read_settings(dir: &Path) -> Result<Option<BufferConfig>, Error> {

@@ -387,8 +387,16 @@ impl WalWriter {
     }
 }
 
-/// Write `bytes` to `path` with extension `tmp` and fsync it; renaming it
-/// over `path` then leaves either the old file or the whole new one.
+/// Write `bytes` to `path` so that a crash leaves either the old file or the
+/// whole new one: temp file, fsync, rename, fsync the folder.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_temp(path, bytes)?;
+    std::fs::rename(path.with_extension("tmp"), path).map_err(io(path))?;
+    sync_dir(path.parent().expect("buffer files live in a folder"))
+}
+
+/// The first half of `write_durably`: `bytes` in `path` with extension `tmp`,
+/// fsynced (compaction renames it itself, to act on a failure after the rename).
 pub(crate) fn write_temp(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp).map_err(io(&tmp))?;

@@ -36,6 +36,36 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A new durable buffer folder `name` holding records `0..n` of task type D,
+/// flushed and closed.
+fn written(name: &str, n: usize, config: BufferConfig) -> PathBuf {
+    let dir = temp_dir(name);
+    let buffer = TaskBuffer::open(&dir, config).unwrap();
+    for i in 0..n {
+        buffer.add(D, &record(i), 0).unwrap();
+    }
+    buffer.flush().unwrap();
+    dir
+}
+
+fn capacity(n: usize) -> BufferConfig {
+    BufferConfig {
+        capacity: Some(n),
+        ..Default::default()
+    }
+}
+
+/// The reason and offset of the corruption error an open gave.
+fn corrupt(opened: Result<TaskBuffer, Error>) -> (String, u64) {
+    match opened {
+        Err(Error::Corrupt { reason, offset, .. }) => (reason, offset),
+        other => panic!(
+            "expected a corruption error, got {:?}",
+            other.map(|b| b.len())
+        ),
+    }
+}
+
 #[test]
 fn duplicates_are_refused_and_counted() {
     let buffer = filled(3, BufferConfig::default());
@@ -302,14 +332,7 @@ fn compaction_keeps_everything_and_replays_eviction() {
 
 #[test]
 fn a_torn_tail_is_dropped_with_a_report() {
-    let dir = temp_dir("torn");
-    {
-        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
-        for i in 0..10 {
-            buffer.add(D, &record(i), 0).unwrap();
-        }
-        buffer.flush().unwrap();
-    }
+    let dir = written("torn", 10, BufferConfig::default());
     let log = dir.join("wal-00000000.log");
     let len = std::fs::metadata(&log).unwrap().len();
     let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
@@ -350,13 +373,8 @@ fn corruption_before_the_tail_is_an_error() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xFF;
     std::fs::write(&snapshot, &bytes).unwrap();
-    match TaskBuffer::open(&dir, BufferConfig::default()) {
-        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("checksum"), "{reason}"),
-        other => panic!(
-            "expected a corruption error, got {:?}",
-            other.map(|b| b.len())
-        ),
-    }
+    let (reason, _) = corrupt(TaskBuffer::open(&dir, BufferConfig::default()));
+    assert!(reason.contains("checksum"), "{reason}");
     std::fs::write(dir.join("wal-00000001.log"), b"garbage!and more").unwrap();
     std::fs::write(&snapshot, b"").unwrap();
     assert!(matches!(
@@ -368,29 +386,15 @@ fn corruption_before_the_tail_is_an_error() {
 
 #[test]
 fn damage_inside_the_last_log_is_an_error_not_a_torn_tail() {
-    let dir = temp_dir("damaged-log");
-    {
-        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
-        for i in 0..100 {
-            buffer.add(D, &record(i), 0).unwrap();
-        }
-        buffer.flush().unwrap();
-    }
+    let dir = written("damaged-log", 100, BufferConfig::default());
     let log = dir.join("wal-00000000.log");
     let mut bytes = std::fs::read(&log).unwrap();
     let len = bytes.len();
     bytes[200] ^= 0xFF; // inside the second or third record: 90+ whole records follow
     std::fs::write(&log, &bytes).unwrap();
-    match TaskBuffer::open(&dir, BufferConfig::default()) {
-        Err(Error::Corrupt { reason, offset, .. }) => {
-            assert!(reason.contains("whole frames follow"), "{reason}");
-            assert!(offset < 200, "{offset}");
-        }
-        other => panic!(
-            "expected a corruption error, got {:?}",
-            other.map(|b| b.len())
-        ),
-    }
+    let (reason, offset) = corrupt(TaskBuffer::open(&dir, BufferConfig::default()));
+    assert!(reason.contains("whole frames follow"), "{reason}");
+    assert!(offset < 200, "{offset}");
     assert_eq!(
         std::fs::metadata(&log).unwrap().len() as usize,
         len,
@@ -402,14 +406,7 @@ fn damage_inside_the_last_log_is_an_error_not_a_torn_tail() {
 #[test]
 fn a_zero_filled_tail_is_torn() {
     // What a power loss can leave: the file grew, its last blocks never written.
-    let dir = temp_dir("zero-tail");
-    {
-        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
-        for i in 0..10 {
-            buffer.add(D, &record(i), 0).unwrap();
-        }
-        buffer.flush().unwrap();
-    }
+    let dir = written("zero-tail", 10, BufferConfig::default());
     let log = dir.join("wal-00000000.log");
     let mut bytes = std::fs::read(&log).unwrap();
     bytes.extend(std::iter::repeat_n(0u8, 8192));
@@ -424,12 +421,7 @@ fn a_zero_filled_tail_is_torn() {
 #[test]
 fn a_frame_azr_cannot_read_is_never_a_torn_tail() {
     // A whole frame with a right checksum and an unknown kind (a newer format).
-    let dir = temp_dir("unknown-kind");
-    {
-        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
-        buffer.add(D, &record(0), 0).unwrap();
-        buffer.flush().unwrap();
-    }
+    let dir = written("unknown-kind", 1, BufferConfig::default());
     let log = dir.join("wal-00000000.log");
     let mut bytes = std::fs::read(&log).unwrap();
     let payload = [9u8, 0, 1, 2];
@@ -437,15 +429,8 @@ fn a_frame_azr_cannot_read_is_never_a_torn_tail() {
     bytes.extend(crc(&payload).to_le_bytes());
     bytes.extend(payload);
     std::fs::write(&log, &bytes).unwrap();
-    match TaskBuffer::open(&dir, BufferConfig::default()) {
-        Err(Error::Corrupt { reason, .. }) => {
-            assert!(reason.contains("unknown frame kind"), "{reason}")
-        }
-        other => panic!(
-            "expected a corruption error, got {:?}",
-            other.map(|b| b.len())
-        ),
-    }
+    let (reason, _) = corrupt(TaskBuffer::open(&dir, BufferConfig::default()));
+    assert!(reason.contains("unknown frame kind"), "{reason}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -675,18 +660,7 @@ fn import_counts_only_real_duplicates() {
 
 #[test]
 fn a_folder_keeps_the_settings_its_log_replays_with() {
-    let dir = temp_dir("settings");
-    let small = BufferConfig {
-        capacity: Some(5),
-        ..Default::default()
-    };
-    {
-        let buffer = TaskBuffer::open(&dir, small.clone()).unwrap();
-        for i in 0..20 {
-            buffer.add(D, &record(i), 0).unwrap();
-        }
-        buffer.flush().unwrap();
-    }
+    let dir = written("settings", 20, capacity(5));
     // Replaying 20 adds without the capacity would bring back 15 evicted entries.
     let err = TaskBuffer::open(&dir, BufferConfig::default())
         .err()
@@ -701,11 +675,7 @@ fn a_folder_keeps_the_settings_its_log_replays_with() {
     existing.compact().unwrap();
     drop(existing);
     // After a compaction the log is empty: new settings apply from here on.
-    let bigger = BufferConfig {
-        capacity: Some(10),
-        ..Default::default()
-    };
-    let buffer = TaskBuffer::open(&dir, bigger).unwrap();
+    let buffer = TaskBuffer::open(&dir, capacity(10)).unwrap();
     assert_eq!(buffer.len(), 5);
     for i in 20..30 {
         buffer.add(D, &record(i), 1).unwrap();
@@ -722,63 +692,28 @@ fn a_folder_keeps_the_settings_its_log_replays_with() {
 fn a_damaged_length_with_whole_frames_after_it_is_an_error() {
     // A length that now runs past the end looks like a write cut short; the
     // whole frames after it say otherwise.
-    let dir = temp_dir("damaged-length");
-    {
-        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
-        for i in 0..10 {
-            buffer.add(D, &record(i), 0).unwrap();
-        }
-        buffer.flush().unwrap();
-    }
+    let dir = written("damaged-length", 10, BufferConfig::default());
     let log = dir.join("wal-00000000.log");
     let mut bytes = std::fs::read(&log).unwrap();
     let len = bytes.len();
     bytes[8 + 2] ^= 0x01; // bit 16 of the first frame's length
     std::fs::write(&log, &bytes).unwrap();
-    match TaskBuffer::open(&dir, BufferConfig::default()) {
-        Err(Error::Corrupt { reason, .. }) => {
-            assert!(reason.contains("whole frames follow"), "{reason}")
-        }
-        other => panic!(
-            "expected a corruption error, got {:?}",
-            other.map(|b| b.len())
-        ),
-    }
+    let (reason, _) = corrupt(TaskBuffer::open(&dir, BufferConfig::default()));
+    assert!(reason.contains("whole frames follow"), "{reason}");
     assert_eq!(std::fs::metadata(&log).unwrap().len() as usize, len);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn opening_a_folder_without_settings_writes_no_guess() {
-    let dir = temp_dir("no-settings");
-    {
-        let buffer = TaskBuffer::open(
-            &dir,
-            BufferConfig {
-                capacity: Some(5),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        for i in 0..10 {
-            buffer.add(D, &record(i), 0).unwrap();
-        }
-        buffer.flush().unwrap();
-    }
+    let dir = written("no-settings", 10, capacity(5));
     std::fs::remove_file(dir.join("settings.json")).unwrap(); // a folder from before they were kept
     drop(TaskBuffer::open_existing(&dir).unwrap());
     assert!(
         !dir.join("settings.json").exists(),
         "the defaults were written down as its settings"
     );
-    let reopened = TaskBuffer::open(
-        &dir,
-        BufferConfig {
-            capacity: Some(5),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let reopened = TaskBuffer::open(&dir, capacity(5)).unwrap();
     assert_eq!(reopened.len(), 5);
     drop(reopened);
     let _ = std::fs::remove_dir_all(&dir);
@@ -786,14 +721,7 @@ fn opening_a_folder_without_settings_writes_no_guess() {
 
 #[test]
 fn salvage_keeps_every_entry_that_can_still_be_read() {
-    let dir = temp_dir("salvage");
-    {
-        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
-        for i in 0..100 {
-            buffer.add(D, &record(i), 0).unwrap();
-        }
-        buffer.flush().unwrap();
-    }
+    let dir = written("salvage", 100, BufferConfig::default());
     let log = dir.join("wal-00000000.log");
     let mut bytes = std::fs::read(&log).unwrap();
     bytes[200] ^= 0xFF; // inside one record
@@ -861,14 +789,7 @@ fn salvage_without_the_snapshot_header_never_reuses_an_id() {
 
 #[test]
 fn salvage_reads_past_a_damaged_magic_and_unreadable_settings() {
-    let dir = temp_dir("salvage-magic");
-    {
-        let buffer = TaskBuffer::open(&dir, BufferConfig::default()).unwrap();
-        for i in 0..10 {
-            buffer.add(D, &record(i), 0).unwrap();
-        }
-        buffer.flush().unwrap();
-    }
+    let dir = written("salvage-magic", 10, BufferConfig::default());
     let log = dir.join("wal-00000000.log");
     let mut bytes = std::fs::read(&log).unwrap();
     bytes[0] ^= 0xFF;
@@ -892,12 +813,8 @@ fn a_new_folder_keeps_the_settings_it_was_first_opened_with() {
     buffer.flush().unwrap();
     drop(buffer);
     assert!(dir.join("settings.json").exists());
-    let other = BufferConfig {
-        capacity: Some(3),
-        ..Default::default()
-    };
     assert!(
-        matches!(TaskBuffer::open(&dir, other), Err(Error::Config(_))),
+        matches!(TaskBuffer::open(&dir, capacity(3)), Err(Error::Config(_))),
         "a log written unbounded does not replay with capacity 3"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -60,7 +60,6 @@ def load_policy(
         # from_pretrained in the process partition its model too.
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
-        del zero3
         unset_hf_deepspeed_config()
     if lora:
         targets = t.lora_targets if t.lora_targets == "all-linear" else t.lora_targets.split(",")
