@@ -9,7 +9,9 @@ Reports, measured in this one process:
   with them) on the same engine and prompts, alternated over ``--rounds``; the
   framework overhead is ``1 - azr/raw`` (target: at most 10%);
 - weight sync: seconds to push the model's full state dict into the engine,
-  and seconds per GB.
+  and seconds per GB, against the same buckets sent through vLLM's RPC channel
+  as bytes (what ``load_weights`` did before it handed over files in shared
+  memory), alternated over ``--rounds``.
 Writes ``benches/results/rollout_bench.json``.
 """
 
@@ -37,7 +39,7 @@ def main() -> None:
     import vllm
     from azr.models import resolve
     from azr.rollout.base import SamplingParams
-    from azr.rollout.vllm import VLLMRollout
+    from azr.rollout.vllm import VLLMRollout, _buckets
     from transformers import AutoModelForCausalLM
 
     gpu = torch.cuda.is_available()
@@ -72,14 +74,26 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     state = model.state_dict()
     size_gb = sum(t.numel() * t.element_size() for t in state.values()) / 1e9
-    syncs = []
+
+    def through_rpc() -> None:
+        from safetensors.torch import save
+
+        for k, bucket in enumerate(_buckets(state.items(), 1 << 30)):
+            engine.llm.collective_rpc("azr_stage_bytes", args=(save(bucket), k == 0))
+        engine.llm.collective_rpc("azr_commit_weights")
+        engine.llm.reset_prefix_cache()
+
+    engine.load_weights(state)  # warm-up
+    syncs: list[float] = []
+    rpc_syncs: list[float] = []
     for _ in range(args.rounds):
-        start = time.perf_counter()
-        engine.load_weights(state)
-        syncs.append(time.perf_counter() - start)
+        for times, fn in ((syncs, lambda: engine.load_weights(state)), (rpc_syncs, through_rpc)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
     raw_rate, azr_rate = statistics.median(rates["raw"]), statistics.median(rates["azr"])
     lp_rate = statistics.median(rates["azr_logprobs"])
-    sync = statistics.median(syncs)
+    sync, rpc_sync = statistics.median(syncs), statistics.median(rpc_syncs)
     result = {
         "device": torch.cuda.get_device_name() if gpu else "cpu",
         "vllm": vllm.__version__,
@@ -96,7 +110,9 @@ def main() -> None:
         "weights_gb": size_gb,
         "sync_s": sync,
         "sync_s_per_gb": sync / size_gb,
-        "rounds": {**rates, "sync_s": syncs},
+        "sync_through_rpc_s": rpc_sync,
+        "sync_speedup": rpc_sync / sync,
+        "rounds": {**rates, "sync_s": syncs, "sync_through_rpc_s": rpc_syncs},
     }
     engine.close()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +121,8 @@ def main() -> None:
         f"rollout: raw vLLM {raw_rate:,.0f} tok/s, azr {azr_rate:,.0f} tok/s, "
         f"overhead {100 * result['overhead']:.1f}% ({100 * result['overhead_with_logprobs']:.1f}% with "
         f"log-probs); sync {sync:.3f} s for {size_gb:.3f} GB "
-        f"({result['sync_s_per_gb']:.2f} s/GB)"
+        f"({result['sync_s_per_gb']:.2f} s/GB; {rpc_sync:.3f} s through vLLM's RPC channel, "
+        f"{result['sync_speedup']:.1f}x slower)"
     )
 
 

@@ -1,7 +1,10 @@
 //! Builds the guest: CPython 3.14 compiled to WebAssembly, pre-initialized with
-//! our `guest/azr_guest.py` by componentize-py, as two snapshots whose string
-//! hash secrets differ (PYTHONHASHSEED at build time), so the determinism check
-//! can run a program once in each and catch outputs that depend on set order.
+//! our `guest/azr_guest.py` by componentize-py, as two snapshots, so the
+//! determinism check can run a program once in each and catch outputs that
+//! depend on the order of sets of strings. Each pre-initialization draws its
+//! own string-hash secret from the build machine's randomness (componentize-py
+//! passes no environment to it, so PYTHONHASHSEED cannot fix it): the two
+//! snapshots' secrets differ, and differ from build to build.
 //!
 //! componentize-py is found as `$AZR_COMPONENTIZE_PY`, then `componentize-py`
 //! on PATH, then `python3 -c 'import componentize_py'` (pip's isolated build
@@ -11,9 +14,6 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Hash secrets of the two snapshots; any two distinct values do.
-const HASH_SEEDS: [&str; 2] = ["1", "2"];
 
 fn componentize_command() -> Command {
     if let Ok(path) = env::var("AZR_COMPONENTIZE_PY") {
@@ -31,7 +31,7 @@ fn componentize_command() -> Command {
     cmd
 }
 
-fn build_snapshot(guest: &Path, out: &Path, hash_seed: &str) {
+fn build_snapshot(guest: &Path, out: &Path) {
     let status = componentize_command()
         .arg("-d")
         .arg(guest.join("wit"))
@@ -39,7 +39,6 @@ fn build_snapshot(guest: &Path, out: &Path, hash_seed: &str) {
         .arg(guest)
         .arg("-o")
         .arg(out)
-        .env("PYTHONHASHSEED", hash_seed)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .status()
         .unwrap_or_else(|e| {
@@ -61,7 +60,7 @@ fn main() {
     );
     println!("cargo:rerun-if-changed={}", guest.join("wit").display());
     println!("cargo:rerun-if-env-changed=AZR_COMPONENTIZE_PY");
-    for (i, seed) in HASH_SEEDS.iter().enumerate() {
+    for i in 0..2 {
         let var = format!("AZR_GUEST_WASM_{i}");
         println!("cargo:rerun-if-env-changed={var}");
         let out = out_dir.join(format!("guest-{i}.wasm"));
@@ -70,7 +69,7 @@ fn main() {
                 std::fs::copy(&prebuilt, &out)
                     .unwrap_or_else(|e| panic!("azr-sandbox: {var}={prebuilt}: {e}"));
             }
-            Err(_) => build_snapshot(&guest, &out, seed),
+            Err(_) => build_snapshot(&guest, &out),
         }
     }
 }

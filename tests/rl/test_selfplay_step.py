@@ -16,7 +16,7 @@ pytest.importorskip("transformers", reason="needs the training stack: pip instal
 
 from azr.buffer import TaskBuffer
 from azr.config import load_config
-from azr.rl.selfplay import SelfPlay
+from azr.rl.selfplay import SelfPlay, seeding_seed, step_seed
 from azr.rollout import Completion, SamplingParams
 from azr.sandbox import Sandbox
 from azr.tasks.types import ZERO_TRIPLET, TaskType
@@ -224,3 +224,15 @@ def test_the_prompt_limit_counts_tokens_not_characters(tiny_model_dir: Path, san
     assert len(wide) < 100 < len(tokenizer(wide, add_special_tokens=False)["input_ids"])
     assert not play._fits(wide)
     assert play._fits("x" * 90) and not play._fits("x " * 101)
+
+
+def test_seeding_rounds_never_draw_with_a_training_steps_seed() -> None:
+    """Seeding and training draw from (run seed, round) and (run seed, step); the
+    two families must not meet, or step 1's proposers would resample round 0's
+    (as they did with run seed 0, where round r's seed was step r + 1's)."""
+    for run_seed in (0, 1, 7):
+        steps = {step_seed(run_seed, step) for step in range(0, 500)}
+        rounds = [seeding_seed(run_seed, r) for r in range(100)]
+        assert len(set(rounds)) == len(rounds)
+        assert not steps & set(rounds), run_seed
+        assert rounds == [seeding_seed(run_seed, r) for r in range(100)]  # a function of its arguments

@@ -155,3 +155,11 @@ def test_results_print_as_python_objects(sandbox: Sandbox) -> None:
     assert repr(bad).startswith(f"ExecResult(ok=False, error={bad.error!r}, elapsed_ms=")
     verdict = sandbox.check_deduction_batch([("4", "'4'")])[0]
     assert repr(verdict).startswith("Verdict(correct=False, error=None, elapsed_ms=")
+
+
+def test_a_process_holds_many_sandboxes_at_once() -> None:
+    """Sandboxes with the same memory limit share one engine and its pool of
+    instance slots; one engine per sandbox ran out of address space at about 30."""
+    boxes = [Sandbox(workers=1) for _ in range(64)]
+    assert boxes[0].run("def f(x):\n    return x + 1", "1").output == "2"
+    assert boxes[-1].validate("def f(x):\n    return x * 2", "4").output == "8"

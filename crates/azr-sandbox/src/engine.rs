@@ -10,10 +10,11 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFunc};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
+    PoolingAllocationConfig, Store, Trap,
 };
 
 /// The two guest snapshots, built by build.rs with different hash secrets.
@@ -25,10 +26,10 @@ pub(crate) const GUEST_WASM: [&[u8]; 2] = [
 /// How often the epoch advances; the wall-clock backstop's resolution.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Instances the pooling allocator keeps slots for. Each slot is address space
-/// only until used; more concurrent executions than this fall back to an error,
-/// so it is sized well above any sane worker count.
-const POOL_INSTANCES: u32 = 256;
+/// Instances the pooling allocator keeps slots for, shared by every sandbox of
+/// a process with the same memory limit. Each slot is address space only until
+/// used; an execution that finds every slot taken waits for one.
+pub(crate) const POOL_INSTANCES: u32 = 256;
 
 /// How the engine is set up. Compiled artifacts do not depend on these (the
 /// engine's own compatibility hash keys the cache), only instantiation does.
@@ -36,6 +37,8 @@ const POOL_INSTANCES: u32 = 256;
 pub(crate) struct EngineFlags {
     pub pooling: bool,
     pub memory_bytes: usize,
+    /// Instance slots of the pool (`POOL_INSTANCES`; fewer in tests).
+    pub instances: u32,
 }
 
 pub(crate) fn engine(flags: EngineFlags) -> Result<Engine, Error> {
@@ -55,11 +58,12 @@ pub(crate) fn engine(flags: EngineFlags) -> Result<Engine, Error> {
     }
     if flags.pooling {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(POOL_INSTANCES)
-            .total_core_instances(POOL_INSTANCES * 16)
-            .total_memories(POOL_INSTANCES * 4)
-            .total_tables(POOL_INSTANCES * 16)
-            .total_stacks(POOL_INSTANCES)
+        let n = flags.instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n * 16)
+            .total_memories(n * 4)
+            .total_tables(n * 16)
+            .total_stacks(n)
             .max_memories_per_component(8)
             .max_tables_per_component(16)
             .max_core_instances_per_component(64)
@@ -249,26 +253,56 @@ impl Guest {
         Ok(Self { pre, execute })
     }
 
-    /// A fresh instance with its own store, seeds and clocks.
-    pub fn instantiate(&self, config: &SandboxConfig, env: RunEnv) -> Result<Live, ExecError> {
-        let state = HostState::new(env, config.memory_bytes, config.max_captured_bytes);
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        arm(&mut store, config);
-        let func = self.pre.instantiate(&mut store).and_then(|instance| {
-            instance.get_typed_func::<(&str,), (String,)>(&mut store, &self.execute)
-        });
-        match func {
-            Ok(func) => Ok(Live {
-                base_memory: store.data().limiter.peak_bytes,
-                store,
-                func,
-            }),
-            Err(err) => Err(classify_trap(
-                &err,
-                store.data().limiter.memory_refused,
-                config,
-            )),
+    /// A fresh instance with its own store, seeds and clocks. When every slot
+    /// of the pool is taken, `relieve` is asked to free idle ones and the
+    /// instantiation is retried until the wall-clock limit has passed.
+    pub fn instantiate(
+        &self,
+        config: &SandboxConfig,
+        env: RunEnv,
+        relieve: &dyn Fn(),
+    ) -> Result<Live, ExecError> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let state = HostState::new(env, config.memory_bytes, config.max_captured_bytes);
+            let mut store = Store::new(self.pre.engine(), state);
+            store.limiter(|s| &mut s.limiter);
+            arm(&mut store, config);
+            let func = self.pre.instantiate(&mut store).and_then(|instance| {
+                instance.get_typed_func::<(&str,), (String,)>(&mut store, &self.execute)
+            });
+            let err = match func {
+                Ok(func) => {
+                    return Ok(Live {
+                        base_memory: store.data().limiter.peak_bytes,
+                        store,
+                        func,
+                    })
+                }
+                Err(err) => err,
+            };
+            if err.downcast_ref::<PoolConcurrencyLimitError>().is_none() {
+                return Err(classify_trap(
+                    &err,
+                    store.data().limiter.memory_refused,
+                    config,
+                ));
+            }
+            drop(store);
+            relieve();
+            if start.elapsed() >= config.wall_deadline() {
+                return Err(ExecError::new(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "the sandbox is at capacity: every instance slot of this process's pool \
+                         stayed taken for {:.3} s ({err}); run fewer executions at once",
+                        start.elapsed().as_secs_f64()
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 
@@ -279,8 +313,9 @@ impl Guest {
         config: &SandboxConfig,
         env: RunEnv,
         request: &str,
+        relieve: &dyn Fn(),
     ) -> (Result<String, ExecError>, String) {
-        match self.instantiate(config, env) {
+        match self.instantiate(config, env, relieve) {
             Ok(mut live) => {
                 let result = live.call(config, request);
                 (result, live.store.data().capture.text())

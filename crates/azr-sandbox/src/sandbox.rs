@@ -9,7 +9,7 @@ use crate::outcome::{ErrorKind, ExecError, Outcome, Verdict};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 use wasmtime::Engine;
 
@@ -137,19 +137,84 @@ struct GuestError {
 struct Runtime {
     pid: u32,
     pool: Arc<rayon::ThreadPool>,
-    _ticker: EpochTicker,
+    _ticker: Arc<EpochTicker>,
 }
 
-struct Inner {
-    config: SandboxConfig,
+/// What every sandbox of a process with the same engine flags shares: the
+/// engine with its pool of instance slots, the compiled guests, the epoch
+/// ticker and the idle judges. Each engine reserves address space for its
+/// whole pool (a few TiB), so a process that made one per sandbox could hold
+/// only about thirty sandboxes at once; a shared one also makes every sandbox
+/// after the first cheap to create.
+struct Shared {
     engine: Engine,
     guests: [Guest; 2],
-    runtime: Mutex<Option<Arc<Runtime>>>,
+    /// The epoch thread of this process (a child of `fork` starts its own).
+    ticker: Mutex<Option<(u32, Weak<EpochTicker>)>>,
     /// Idle judge instances with their use counts. The judge runs no model
     /// code (it only parses and compiles), so one instance can serve many
     /// calls; an instance that traps is dropped, and each is renewed after
     /// `JUDGE_REUSE` calls so its heap cannot grow without bound.
     judges: Mutex<Vec<(Live, u32)>>,
+}
+
+impl Shared {
+    fn get(flags: EngineFlags) -> Result<Arc<Shared>, Error> {
+        /// Every engine of the process, by flags; an entry dies with its last sandbox.
+        type Engines = Mutex<Vec<(EngineFlags, Weak<Shared>)>>;
+        static ALL: OnceLock<Engines> = OnceLock::new();
+        let mut all = ALL
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.retain(|(_, shared)| shared.strong_count() > 0);
+        if let Some(shared) = all
+            .iter()
+            .find(|(f, _)| *f == flags)
+            .and_then(|(_, shared)| shared.upgrade())
+        {
+            return Ok(shared);
+        }
+        let engine = engine::engine(flags)?;
+        let guests = [
+            Guest::new(&engine, GUEST_WASM[0])?,
+            Guest::new(&engine, GUEST_WASM[1])?,
+        ];
+        let shared = Arc::new(Shared {
+            engine,
+            guests,
+            ticker: Mutex::new(None),
+            judges: Mutex::new(Vec::new()),
+        });
+        all.push((flags, Arc::downgrade(&shared)));
+        Ok(shared)
+    }
+
+    fn ticker(&self) -> Arc<EpochTicker> {
+        let pid = std::process::id();
+        let mut slot = self.ticker.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((owner, ticker)) = slot.as_ref() {
+            if let Some(ticker) = ticker.upgrade().filter(|_| *owner == pid) {
+                return ticker;
+            }
+        }
+        let ticker = Arc::new(EpochTicker::start(&self.engine));
+        *slot = Some((pid, Arc::downgrade(&ticker)));
+        ticker
+    }
+
+    /// Free the slots idle judges hold (the pool is full); the next judge call
+    /// instantiates a new one.
+    fn relieve(&self) {
+        let idle = std::mem::take(&mut *self.judges.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(idle);
+    }
+}
+
+struct Inner {
+    config: SandboxConfig,
+    shared: Arc<Shared>,
+    runtime: Mutex<Option<Arc<Runtime>>>,
 }
 
 const JUDGE_REUSE: u32 = 256;
@@ -180,8 +245,8 @@ impl Sandbox {
         if config.timeout.is_zero() {
             return Err(Error::Config("timeout must be positive".into()));
         }
-        // Each worker holds at most two pooled instances at once (a judge and a
-        // fresh one), and the pool has slots for POOL_INSTANCES.
+        // A thread holds one pooled instance at a time (a judge's or a fresh
+        // one), and the pool has slots for POOL_INSTANCES.
         if config.workers > MAX_WORKERS {
             return Err(Error::Config(format!(
                 "workers must be at most {MAX_WORKERS} (0: one per core), got {}",
@@ -196,18 +261,16 @@ impl Sandbox {
         let flags = EngineFlags {
             pooling,
             memory_bytes: config.memory_bytes,
+            instances: engine::POOL_INSTANCES,
         };
-        let engine = engine::engine(flags)?;
-        let guests = [
-            Guest::new(&engine, GUEST_WASM[0])?,
-            Guest::new(&engine, GUEST_WASM[1])?,
-        ];
+        Self::with_flags(config, flags)
+    }
+
+    fn with_flags(config: SandboxConfig, flags: EngineFlags) -> Result<Self, Error> {
         let inner = Inner {
             config,
-            engine,
-            guests,
+            shared: Shared::get(flags)?,
             runtime: Mutex::new(None),
-            judges: Mutex::new(Vec::new()),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -232,7 +295,7 @@ impl Sandbox {
                 let rt = Arc::new(Runtime {
                     pid,
                     pool: Arc::new(pool),
-                    _ticker: EpochTicker::start(&self.inner.engine),
+                    _ticker: self.inner.shared.ticker(),
                 });
                 *slot = Some(rt.clone());
                 rt
@@ -614,15 +677,18 @@ impl Sandbox {
     fn trusted(&self, request: &str) -> Result<GuestResponse, ExecError> {
         let cfg = &self.inner.config;
         let _rt = self.runtime();
-        let idle = self
-            .inner
+        let shared = &self.inner.shared;
+        let idle = shared
             .judges
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop();
         let (mut live, uses) = match idle {
             Some(judge) => judge,
-            None => (self.inner.guests[0].instantiate(cfg, RUN_ENVS[0])?, 0),
+            None => (
+                shared.guests[0].instantiate(cfg, RUN_ENVS[0], &|| shared.relieve())?,
+                0,
+            ),
         };
         let response = live
             .call(cfg, request)
@@ -641,7 +707,7 @@ impl Sandbox {
         } && live.memory_growth()
             <= cfg.memory_bytes.saturating_sub(live.base_memory()) / 2;
         if healthy && uses + 1 < JUDGE_REUSE {
-            self.inner
+            shared
                 .judges
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -673,8 +739,9 @@ impl Sandbox {
         let _rt = self.runtime();
         let env: RunEnv = RUN_ENVS[snapshot];
         let limit = self.inner.config.max_output_chars;
+        let shared = &self.inner.shared;
         let (result, stdout) =
-            self.inner.guests[snapshot].execute(&self.inner.config, env, request);
+            shared.guests[snapshot].execute(&self.inner.config, env, request, &|| shared.relieve());
         // A JSON response spends at most 12 bytes per output character (an
         // escaped surrogate pair) plus the error message's bounded text.
         let result = result.and_then(|text| {
@@ -790,5 +857,114 @@ fn clip(text: &str) -> String {
         text.to_string()
     } else {
         text.chars().take(MAX).collect::<String>() + "…"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A sandbox on an engine of its own with only `instances` slots (a memory
+    /// limit no other test uses keeps it apart).
+    fn small_pool(instances: u32, memory_mib: usize) -> Sandbox {
+        let config = SandboxConfig {
+            memory_bytes: memory_mib << 20,
+            timeout: Duration::from_secs(5),
+            ..SandboxConfig::default()
+        };
+        let flags = EngineFlags {
+            pooling: true,
+            memory_bytes: config.memory_bytes,
+            instances,
+        };
+        Sandbox::with_flags(config, flags).expect("sandbox")
+    }
+
+    #[test]
+    fn more_threads_than_slots_all_get_their_right_verdicts() {
+        // Two slots, eight threads validating (judge, then two fresh
+        // instances): every execution waits for a slot instead of failing,
+        // and idle judges give theirs up.
+        let sandbox = small_pool(2, 97);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|k| {
+                    let sandbox = &sandbox;
+                    scope.spawn(move || {
+                        for j in 0..4 {
+                            let n = k * 10 + j;
+                            let out =
+                                sandbox.validate("def f(x):\n    return x * 3", &n.to_string());
+                            assert_eq!(
+                                out.output.as_deref(),
+                                Some((n * 3).to_string().as_str()),
+                                "{out:?}"
+                            );
+                            let out = sandbox.run("def f(x):\n    return [x] * 2", &n.to_string());
+                            assert_eq!(out.output, Some(format!("[{n}, {n}]")), "{out:?}");
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().expect("thread");
+            }
+        });
+    }
+
+    #[test]
+    fn a_pool_that_never_frees_a_slot_is_a_clear_error_after_the_deadline() {
+        let sandbox = small_pool(1, 98);
+        let shared = &sandbox.inner.shared;
+        // Hold the only slot.
+        let held = shared.guests[0]
+            .instantiate(sandbox.config(), RUN_ENVS[0], &|| {})
+            .expect("first instance");
+        let config = SandboxConfig {
+            memory_bytes: 98 << 20,
+            timeout: Duration::from_millis(100),
+            wall_timeout: Some(Duration::from_millis(300)),
+            ..SandboxConfig::default()
+        };
+        let start = Instant::now();
+        let err = shared.guests[0]
+            .instantiate(&config, RUN_ENVS[0], &|| {})
+            .err()
+            .expect("no slot");
+        assert_eq!(err.kind, ErrorKind::InvalidRequest);
+        assert!(err.message.contains("at capacity"), "{}", err.message);
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(held);
+        assert!(shared.guests[0]
+            .instantiate(&config, RUN_ENVS[0], &|| {})
+            .is_ok());
+    }
+
+    #[test]
+    fn sandboxes_with_the_same_memory_limit_share_one_engine_and_ticker() {
+        let config = |mib: usize| SandboxConfig {
+            memory_bytes: mib << 20,
+            ..SandboxConfig::default()
+        };
+        let a = Sandbox::new(config(99)).expect("a");
+        let b = Sandbox::new(config(99)).expect("b");
+        let c = Sandbox::new(config(100)).expect("c");
+        assert!(Arc::ptr_eq(&a.inner.shared, &b.inner.shared));
+        assert!(!Arc::ptr_eq(&a.inner.shared, &c.inner.shared));
+        // One epoch thread per engine, however many sandboxes use it: two
+        // would advance the epoch twice as fast and halve the wall-clock limit.
+        assert!(Arc::ptr_eq(&a.runtime()._ticker, &b.runtime()._ticker));
+        let weak = Arc::downgrade(&a.inner.shared);
+        drop((a, b));
+        assert!(
+            weak.upgrade().is_none(),
+            "the last sandbox frees the engine"
+        );
+        assert_eq!(
+            c.run("def f(x):\n    return x", "1").output.as_deref(),
+            Some("1")
+        );
     }
 }

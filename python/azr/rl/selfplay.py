@@ -292,7 +292,7 @@ class SelfPlay:
                 # Each round's own seed: engines seed prompt i with seed + i, so
                 # seed + rounds would give round r+1 round r's samples shifted by
                 # one prompt, the same texts while the buffers are still empty.
-                round_seed = step_seed(seed, -(rounds + 1))
+                round_seed = seeding_seed(seed, rounds)
                 for task in group:
                     b = self.config.selfplay.batch_size
                     rendered, programs = self._proposer_prompts(task, b, round_seed)
@@ -468,3 +468,10 @@ def step_seed(run_seed: int, step: int) -> int:
     """The seed of every draw in a step: a function of the run seed and the step
     only, so a resumed run draws exactly what the uninterrupted one would."""
     return random.Random(run_seed * 1_000_003 + step).randrange(2**31)
+
+
+def seeding_seed(run_seed: int, round_: int) -> int:
+    """The seed of a seeding round's draws, apart from every step's: ``random``
+    seeds with an integer's absolute value, so negative "steps" would repeat
+    training steps' seeds (with run seed 0, round r drew as step r + 1 does)."""
+    return random.Random(f"azr/seeding/{run_seed}/{round_}").randrange(2**31)

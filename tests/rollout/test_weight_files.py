@@ -1,0 +1,177 @@
+"""How ``VLLMRollout.load_weights`` hands weights to vLLM's workers: safetensors
+files in a private shared-memory folder, one bucket at a time, read by the
+worker extension. Here a stand-in for ``vllm.LLM`` calls the real extension on
+a stand-in worker in this process, so no vLLM is needed (the same path against
+vLLM itself: ``test_vllm.py``, marker ``vllm``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azr.rollout import vllm as V
+
+torch = pytest.importorskip("torch", reason="the weight handoff needs torch: pip install 'azr[train]'")
+
+
+class _Model:
+    def __init__(self) -> None:
+        self.loaded: list[dict[str, Any]] = []
+
+    def load_weights(self, weights: Any) -> None:
+        self.loaded.append(dict(weights))
+
+
+class _Runner:
+    def __init__(self) -> None:
+        self.model = _Model()
+
+
+class _Worker(V.WeightSyncExtension):
+    def __init__(self) -> None:
+        self.model_runner = _Runner()
+
+
+class _LLM:
+    """``collective_rpc`` by method name on each worker, as vLLM calls a worker extension."""
+
+    def __init__(self, workers: int = 2, fail_at: int | None = None) -> None:
+        self.workers = [_Worker() for _ in range(workers)]
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.fail_at = fail_at
+        self.seen_files: list[Path] = []
+
+    def collective_rpc(self, method: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        self.calls.append((method, args))
+        if method == "azr_stage_file":
+            self.seen_files.append(Path(args[0]))
+            if self.fail_at is not None and len(self.seen_files) > self.fail_at:
+                raise RuntimeError("a worker died")
+        return [getattr(w, method)(*args) for w in self.workers]
+
+    def reset_prefix_cache(self) -> None:
+        self.calls.append(("reset_prefix_cache", ()))
+
+
+def _rollout(llm: _LLM) -> Any:
+    rollout = object.__new__(V.VLLMRollout)
+    rollout.llm = llm
+    return rollout
+
+
+def _state(seed: int = 0) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(seed)
+    embed = torch.randn(64, 16, generator=g)
+    return {
+        "model.embed_tokens.weight": embed,
+        "model.layers.0.mlp.up_proj.weight": torch.randn(32, 16, generator=g),
+        "model.layers.0.input_layernorm.weight": torch.randn(16, generator=g).to(torch.bfloat16),
+        "model.norm.weight": torch.randn(16, generator=g)[::2],  # not contiguous
+        "lm_head.weight": embed,  # tied: the same storage under a second name
+        "step": torch.tensor(3, dtype=torch.int64),
+    }
+
+
+def test_every_worker_loads_every_tensor_exactly_once_per_sync() -> None:
+    llm = _LLM()
+    state = _state()
+    _rollout(llm).load_weights(state, bucket_bytes=3000)
+    stages = [c for c in llm.calls if c[0] == "azr_stage_file"]
+    assert len(stages) > 2  # several buckets
+    assert [c[1][1] for c in stages] == [True] + [False] * (len(stages) - 1)
+    assert llm.calls[-2][0] == "azr_commit_weights" and llm.calls[-1][0] == "reset_prefix_cache"
+    for worker in llm.workers:
+        (loaded,) = worker.model_runner.model.loaded
+        assert loaded.keys() == state.keys()
+        for name, value in state.items():
+            assert loaded[name].dtype == value.dtype and torch.equal(loaded[name], value), name
+        assert "_azr_staged" not in worker.__dict__
+    # The bucket files and their folder are gone once the sync is done.
+    assert all(not p.exists() for p in llm.seen_files)
+    assert all(not p.parent.exists() for p in llm.seen_files)
+
+
+def test_a_sync_that_fails_midway_leaves_no_files_and_the_next_one_starts_clean() -> None:
+    llm = _LLM(fail_at=1)
+    first = {"model.layers.9.mlp.up_proj.weight": torch.ones(32, 16), **_state(0)}
+    with pytest.raises(RuntimeError, match="a worker died"):
+        _rollout(llm).load_weights(first, bucket_bytes=3000)
+    assert all(not p.parent.exists() for p in llm.seen_files)
+    assert all(w.model_runner.model.loaded == [] for w in llm.workers)
+    assert all(w.__dict__.get("_azr_staged") for w in llm.workers)  # the first bucket was staged
+    llm.fail_at = None
+    second = _state(1)
+    _rollout(llm).load_weights(second, bucket_bytes=1 << 20)
+    for worker in llm.workers:
+        (loaded,) = worker.model_runner.model.loaded
+        # Only the second sync's tensors: what the failed one staged was dropped.
+        assert loaded.keys() == second.keys()
+        assert all(torch.equal(loaded[k], v) for k, v in second.items())
+
+
+def test_staged_tensors_own_their_memory_after_the_file_is_gone(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "0.safetensors"
+    save_file({"w": torch.arange(1024, dtype=torch.float32)}, path)
+    worker = _Worker()
+    worker.azr_stage_file(str(path), True)
+    path.unlink()
+    maps = Path(f"/proc/{os.getpid()}/maps")
+    if maps.exists():
+        assert str(path) not in maps.read_text()  # no mapping keeps the deleted file's memory
+    assert torch.equal(worker.__dict__["_azr_staged"]["w"], torch.arange(1024, dtype=torch.float32))
+
+
+def test_sync_folder_prefers_shared_memory_with_room_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("this system has no /dev/shm; the temporary folder is used (covered below)")
+    folder = V.sync_folder(1 << 20)
+    try:
+        assert folder.parent == shm and folder.name.startswith(f"azr-sync-{os.getpid()}-")
+        assert (folder.stat().st_mode & 0o777) == 0o700
+    finally:
+        folder.rmdir()
+
+    real = os.statvfs
+
+    def full_shm(path: Any) -> Any:
+        result = real(path)
+        if Path(path) == shm:
+            return os.statvfs_result((result.f_bsize, result.f_frsize, result.f_blocks, 0, 0, *result[5:]))
+        return result
+
+    monkeypatch.setattr(V.os, "statvfs", full_shm)
+    folder = V.sync_folder(1 << 20)
+    try:
+        assert folder.parent != shm
+    finally:
+        folder.rmdir()
+
+
+def test_folders_left_by_a_killed_process_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f"azr-sync-{dead_pid}-abc"
+    stale.mkdir()
+    (stale / "0.safetensors").write_bytes(b"x" * 100)
+    mine = tmp_path / f"azr-sync-{os.getpid()}-live"
+    mine.mkdir()
+    unrelated = tmp_path / "azr-sync-notapid-x"
+    unrelated.mkdir()
+    folder = V.sync_folder(1 << 10)
+    folder.rmdir()
+    assert not stale.exists()
+    assert mine.exists() and unrelated.exists()
