@@ -213,24 +213,42 @@ from azr.models import load_pretrained
 from azr.train import Sample
 from azr.train.deepspeed_trainer import DeepSpeedTrainer
 _, model = load_pretrained(sys.argv[1], {}, "bfloat16", "model.path", device="cpu")
-trainer = DeepSpeedTrainer(model, stage=2, dtype="bfloat16", cpu=True, comm_timeout_s=60, micro_batch_size=1)
-print("accumulates in", trainer.engine.optimizer.gradient_accumulation_dtype)
+trainer = DeepSpeedTrainer(model, stage=int(sys.argv[2]), dtype="bfloat16", cpu=True, comm_timeout_s=60, micro_batch_size=1)
+opt = trainer.engine.optimizer  # ZeRO-2/3's optimizer, or ZeRO-1's BF16_Optimizer
+print("accumulates in", getattr(opt, "gradient_accumulation_dtype", None) or opt.grad_acc_dtype)
 expected = trainer.pending_state_bytes()
 out = trainer.step([Sample([5, 6, 7], [8, 9], 1.0), Sample([5, 6], [8, 9, 10], -1.0), Sample([4], [3, 2], 0.5)])
 assert math.isfinite(out["train/grad_norm"]) and out["train/grad_norm"] > 0, out
 # What a colocated engine is told to leave free is what the first step made.
 made = sum(t.numel() * t.element_size() for st in trainer._inner().state.values() for k, t in st.items() if k != "step")
 assert expected == made > 0 and trainer.pending_state_bytes() == 0, (expected, made)
+# A checkpoint of this optimizer resumes exactly: the next step is the same.
+import tempfile
+import torch
+from pathlib import Path
+folder = Path(tempfile.mkdtemp())
+trainer.save(folder)
+_, fresh = load_pretrained(sys.argv[1], {}, "bfloat16", "model.path", device="cpu")
+other = DeepSpeedTrainer(fresh, stage=int(sys.argv[2]), dtype="bfloat16", cpu=True, comm_timeout_s=60, micro_batch_size=1)
+other.load(folder)
+batch = [Sample([5, 6, 7], [8, 9], 1.0), Sample([4], [3, 2], -0.5)]
+a, b = trainer.step(batch), other.step(batch)
+assert a == b, (a, b)
+for (name, x), y in zip(trainer.model.state_dict().items(), other.model.state_dict().values()):
+    assert torch.equal(x, y), name
+print("resumed exactly")
 trainer.close()
 """
 
 
-def test_bf16_zero2_sums_micro_batch_gradients_in_fp32(tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("stage", [1, 2])
+def test_bf16_zero_sums_micro_batch_gradients_in_fp32(stage: int, tiny_model_dir: Path) -> None:
     """A batch is many micro-batches per rank; DeepSpeed would sum their
     gradients in the model's dtype (bf16) unless told otherwise. Also: the
     optimizer state still to come (for sizing a colocated engine) is exact."""
-    stdout = _run_script(BF16_ACCUMULATES_IN_FP32, str(tiny_model_dir))
+    stdout = _run_script(BF16_ACCUMULATES_IN_FP32, str(tiny_model_dir), str(stage))
     assert "accumulates in torch.float32" in stdout, stdout[-2000:]
+    assert "resumed exactly" in stdout, stdout[-2000:]
 
 
 LOAD_SHARDED = """

@@ -7,8 +7,6 @@ vLLM itself: ``test_vllm.py``, marker ``vllm``)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +129,10 @@ def test_sync_folder_prefers_shared_memory_with_room_and_falls_back(monkeypatch:
     shm = Path("/dev/shm")
     if not shm.is_dir():
         pytest.skip("this system has no /dev/shm; the temporary folder is used (covered below)")
-    folder = V.sync_folder(1 << 20)
-    try:
-        assert folder.parent == shm and folder.name.startswith(f"azr-sync-{os.getpid()}-")
+    with V.sync_folder(1 << 20) as folder:
+        assert folder.parent == shm and folder.name.startswith("azr-sync-")
         assert (folder.stat().st_mode & 0o777) == 0o700
-    finally:
-        folder.rmdir()
+    assert not folder.exists()
 
     real = os.statvfs
 
@@ -147,31 +143,96 @@ def test_sync_folder_prefers_shared_memory_with_room_and_falls_back(monkeypatch:
         return result
 
     monkeypatch.setattr(V.os, "statvfs", full_shm)
-    folder = V.sync_folder(1 << 20)
-    try:
+    with V.sync_folder(1 << 20) as folder:
         assert folder.parent != shm
-    finally:
-        folder.rmdir()
 
 
-def test_folders_left_by_a_killed_process_are_removed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_bucket_that_does_not_fit_in_shared_memory_goes_to_the_temporary_folder(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Room is checked for two buckets, but one tensor may be bigger than a bucket,
+    or another sync may take the room meanwhile: a full /dev/shm moves the rest
+    of the sync to the temporary folder."""
+    import errno
+
+    from safetensors import torch as st
+
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("this system has no /dev/shm")
+    real = st.save_file
+
+    def save_file(tensors: Any, path: Any) -> None:
+        if str(path).startswith("/dev/shm/"):
+            Path(path).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(tensors, path)
+
+    monkeypatch.setattr(st, "save_file", save_file)
+    llm = _LLM()
+    state = _state()
+    _rollout(llm).load_weights(state, bucket_bytes=3000)
+    assert all(not str(p).startswith("/dev/shm/") for p in llm.seen_files)
+    assert all(not p.parent.exists() for p in llm.seen_files)
+    (loaded,) = llm.workers[0].model_runner.model.loaded
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert not list(Path("/dev/shm").glob("azr-sync-*/0.safetensors"))
+
+
+def _age(path: Path, seconds: float) -> None:
+    import time
+
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def test_only_folders_no_live_sync_holds_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync holds a lock on its folder; folders whose lock is free (their process
+    died) are removed, whatever pid namespace they came from. Held, young or
+    foreign entries stay, and odd names do not break anything."""
+    import fcntl
+
+    monkeypatch.setattr(V, "_sync_bases", lambda: [tmp_path])
+    dead = tmp_path / "azr-sync-dead"
+    dead.mkdir()
+    (dead / ".lock").touch()
+    (dead / "0.safetensors").write_bytes(b"x" * 100)
+    _age(dead, 3600)
+    no_lock = tmp_path / "azr-sync-nolock"
+    no_lock.mkdir()
+    _age(no_lock, 3600)
+    live = tmp_path / "azr-sync-live"
+    live.mkdir()
+    fd = os.open(live / ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process's sync, as far as flock is concerned: another open file
+    _age(live, 3600)
+    young = tmp_path / "azr-sync-young"
+    young.mkdir()
+    (young / ".lock").touch()
+    odd = tmp_path / "azr-sync-²-99999999999999999999"
+    odd.write_text("not a folder")
+    link = tmp_path / "azr-sync-link"
+    link.symlink_to(dead)
+    try:
+        with V.sync_folder(1 << 10) as folder:
+            assert (folder / ".lock").exists()
+        assert not dead.exists() and not no_lock.exists()
+        assert live.exists() and young.exists() and odd.exists() and link.is_symlink()
+    finally:
+        os.close(fd)
+
+
+def test_a_live_sync_survives_another_sync_cleaning_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(V, "_sync_bases", lambda: [tmp_path])
+    monkeypatch.setattr(V, "_STALE_AFTER_S", 0.0)
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
-    dead_pid = int(dead.stdout)
-    stale = tmp_path / f"azr-sync-{dead_pid}-abc"
-    stale.mkdir()
-    (stale / "0.safetensors").write_bytes(b"x" * 100)
-    mine = tmp_path / f"azr-sync-{os.getpid()}-live"
-    mine.mkdir()
-    unrelated = tmp_path / "azr-sync-notapid-x"
-    unrelated.mkdir()
-    folder = V.sync_folder(1 << 10)
-    folder.rmdir()
-    assert not stale.exists()
-    assert mine.exists() and unrelated.exists()
+    with V.sync_folder(1 << 40, shared_memory=False) as first:
+        (first / "0.safetensors").write_bytes(b"bucket")
+        _age(first, 3600)
+        with V.sync_folder(1 << 40, shared_memory=False) as second:
+            assert second != first
+        assert (first / "0.safetensors").exists()
+    assert not first.exists()

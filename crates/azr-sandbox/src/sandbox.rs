@@ -499,8 +499,15 @@ impl Sandbox {
         let second = self.call_vetted(1, &vetted, false);
         let error = match (&second.error, &second.output) {
             // Limits are not behaviour: on a busy host the wall-clock
-            // backstop can stop a second run the first finished.
-            (Some(e), _) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Memory) => {
+            // backstop can stop a second run the first finished. Nor is a
+            // request the host could not serve (a pool that stayed full): a
+            // program cannot claim that kind, the host checks.
+            (Some(e), _)
+                if matches!(
+                    e.kind,
+                    ErrorKind::Timeout | ErrorKind::Memory | ErrorKind::InvalidRequest
+                ) =>
+            {
                 Some(ExecError::new(e.kind, format!("second run: {}", e.message)))
             }
             (Some(e), _) => Some(ExecError::new(

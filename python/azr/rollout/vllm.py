@@ -36,6 +36,9 @@ works.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import inspect
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -171,40 +174,86 @@ def _buckets(items: Iterable[tuple[str, Any]], bucket_bytes: int) -> Iterator[di
 
 
 _SYNC_PREFIX = "azr-sync-"
+_SYNC_LOCK = ".lock"
+#: A folder younger than this is never taken for a dead sync's (its maker may not hold its lock yet).
+_STALE_AFTER_S = 60.0
 
 
-def sync_folder(bucket_bytes: int) -> Path:
-    """A new private folder for one sync's bucket files: in ``/dev/shm`` when it has
-    room for a bucket and a margin, else in the temporary folder. Folders that
-    earlier syncs of dead processes left behind (a process killed mid-sync) are
-    removed first."""
+def _sync_bases() -> list[Path]:
+    import tempfile
+
+    return [Path("/dev/shm"), Path(tempfile.gettempdir())]
+
+
+@contextlib.contextmanager
+def sync_folder(bucket_bytes: int, shared_memory: bool = True) -> Iterator[Path]:
+    """A new private folder for one sync's bucket files, removed on exit: in
+    ``/dev/shm`` when it has room for two buckets (``shared_memory``), else in
+    the temporary folder.
+
+    The sync holds an exclusive ``flock`` on the folder's lock file while it
+    lasts, and folders whose lock nobody holds (their sync's process died) are
+    removed first. A lock, unlike a pid, means the same in every container
+    that shares ``/dev/shm`` with its own pid numbering.
+    """
     import shutil
     import tempfile
 
-    bases = [Path("/dev/shm"), Path(tempfile.gettempdir())]
-    for base in bases:
-        for stale in base.glob(f"{_SYNC_PREFIX}*-*") if base.is_dir() else ():
-            pid = stale.name[len(_SYNC_PREFIX) :].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(stale, ignore_errors=True)
-    for base in bases:
+    _remove_dead_syncs()
+    base = Path(tempfile.gettempdir())
+    shm = _sync_bases()[0]
+    if shared_memory and shm.is_dir():
         try:
-            stat = os.statvfs(base)
+            room = os.statvfs(shm)
+            if room.f_bavail * room.f_frsize >= 2 * bucket_bytes + (64 << 20):
+                base = shm
+        except OSError:
+            pass
+    folder = Path(tempfile.mkdtemp(prefix=_SYNC_PREFIX, dir=base))
+    fd = os.open(folder / _SYNC_LOCK, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # still locked: no one else removes it meanwhile
+        os.close(fd)
+
+
+def _remove_dead_syncs() -> None:
+    """Remove this user's sync folders that no live sync holds (a process killed
+    mid-sync leaves one behind, holding up to a bucket of memory in ``/dev/shm``)."""
+    import shutil
+    import stat
+    import time
+
+    for base in _sync_bases():
+        try:
+            found = [p for p in base.iterdir() if p.name.startswith(_SYNC_PREFIX)]
         except OSError:
             continue
-        if stat.f_bavail * stat.f_frsize >= bucket_bytes + (bucket_bytes >> 2) + (64 << 20):
-            return Path(tempfile.mkdtemp(prefix=f"{_SYNC_PREFIX}{os.getpid()}-", dir=base))
-    return Path(tempfile.mkdtemp(prefix=f"{_SYNC_PREFIX}{os.getpid()}-"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process: alive, and its folder is not ours
-    return True
+        for folder in found:
+            try:
+                info = folder.lstat()
+                if (
+                    not stat.S_ISDIR(info.st_mode)
+                    or info.st_uid != os.geteuid()
+                    or time.time() - info.st_mtime < _STALE_AFTER_S
+                ):
+                    continue
+                fd = os.open(folder / _SYNC_LOCK, os.O_RDWR | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                # Old and without a lock file: its maker died before taking one.
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)  # held: a live sync
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            os.close(fd)
 
 
 class VLLMRollout:
@@ -342,22 +391,28 @@ class VLLMRollout:
         self, state_dict: dict[str, Any] | Iterable[tuple[str, Any]], bucket_bytes: int = 1 << 30
     ) -> None:
         """Load the trainer's weights (HF names, any device and dtype) into the engine."""
-        import shutil
-
         from safetensors.torch import save_file
 
         items = state_dict.items() if isinstance(state_dict, dict) else state_dict
-        folder = sync_folder(bucket_bytes)
-        try:
+        with contextlib.ExitStack() as folders:
+            folder = folders.enter_context(sync_folder(bucket_bytes))
             for k, bucket in enumerate(_buckets(items, bucket_bytes)):
                 path = folder / f"{k}.safetensors"
-                save_file(bucket, path)
+                try:
+                    save_file(bucket, path)
+                except OSError as exc:
+                    # Shared memory filled up (a tensor bigger than a bucket, another
+                    # sync at the same time): the rest goes to the temporary folder.
+                    if exc.errno != errno.ENOSPC or folder.parent != _sync_bases()[0]:
+                        raise
+                    path.unlink(missing_ok=True)
+                    folder = folders.enter_context(sync_folder(bucket_bytes, shared_memory=False))
+                    path = folder / f"{k}.safetensors"
+                    save_file(bucket, path)
                 del bucket
                 self.llm.collective_rpc("azr_stage_file", args=(str(path), k == 0))
                 path.unlink()  # every worker has read it: collective_rpc waits for all
             self.llm.collective_rpc("azr_commit_weights")
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
 
     def load_adapter(self, folder: str | Path) -> None:

@@ -77,10 +77,11 @@ def ds_config(
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
     }
-    if dtype == "bfloat16" and stage > 1:
+    if dtype == "bfloat16":
         # A 6·B batch is tens of micro-batches per rank: sum their gradients in
-        # fp32 partitions, not bf16 (DeepSpeed's default is the model's dtype).
-        # ZeRO-1 would switch to DeepSpeed's separate BF16 optimizer instead.
+        # fp32, not bf16 (DeepSpeed's default is the model's dtype). ZeRO-2/3 keep
+        # fp32 gradient partitions; ZeRO-1 switches to DeepSpeed's BF16 optimizer,
+        # which keeps an fp32 gradient buffer.
         config["data_types"] = {"grad_accum_dtype": "fp32"}
     return config
 
