@@ -1,6 +1,6 @@
 """How ``VLLMRollout.load_weights`` hands weights to vLLM's workers: safetensors
-files in a private shared-memory folder, one bucket at a time, read by the
-worker extension. Here a stand-in for ``vllm.LLM`` calls the real extension on
+files in a private shared-memory folder, a bucket each, which the worker
+extension maps and reloads the model from. Here a stand-in for ``vllm.LLM`` calls the real extension on
 a stand-in worker in this process, so no vLLM is needed (the same path against
 vLLM itself: ``test_vllm.py``, marker ``vllm``)."""
 
@@ -21,7 +21,8 @@ class _Model:
         self.loaded: list[dict[str, Any]] = []
 
     def load_weights(self, weights: Any) -> None:
-        self.loaded.append(dict(weights))
+        # vLLM copies each tensor into its parameter; keep copies, as the files go.
+        self.loaded.append({name: tensor.clone() for name, tensor in weights})
 
 
 class _Runner:
@@ -37,17 +38,18 @@ class _Worker(V.WeightSyncExtension):
 class _LLM:
     """``collective_rpc`` by method name on each worker, as vLLM calls a worker extension."""
 
-    def __init__(self, workers: int = 2, fail_at: int | None = None) -> None:
+    def __init__(self, workers: int = 2, fail: bool = False) -> None:
         self.workers = [_Worker() for _ in range(workers)]
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
-        self.fail_at = fail_at
+        self.fail_at = True if fail else None
         self.seen_files: list[Path] = []
 
     def collective_rpc(self, method: str, args: tuple[Any, ...] = ()) -> list[Any]:
         self.calls.append((method, args))
-        if method == "azr_stage_file":
-            self.seen_files.append(Path(args[0]))
-            if self.fail_at is not None and len(self.seen_files) > self.fail_at:
+        if method == "azr_load_files":
+            self.seen_files.extend(Path(p) for p in args[0])
+            assert all(Path(p).is_file() for p in args[0])
+            if self.fail_at is not None:
                 raise RuntimeError("a worker died")
         return [getattr(w, method)(*args) for w in self.workers]
 
@@ -78,73 +80,80 @@ def test_every_worker_loads_every_tensor_exactly_once_per_sync() -> None:
     llm = _LLM()
     state = _state()
     _rollout(llm).load_weights(state, bucket_bytes=3000)
-    stages = [c for c in llm.calls if c[0] == "azr_stage_file"]
-    assert len(stages) > 2  # several buckets
-    assert [c[1][1] for c in stages] == [True] + [False] * (len(stages) - 1)
-    assert llm.calls[-2][0] == "azr_commit_weights" and llm.calls[-1][0] == "reset_prefix_cache"
+    assert [c[0] for c in llm.calls] == ["azr_load_files", "reset_prefix_cache"]
+    assert len(llm.seen_files) > 2  # several buckets
     for worker in llm.workers:
         (loaded,) = worker.model_runner.model.loaded
         assert loaded.keys() == state.keys()
         for name, value in state.items():
             assert loaded[name].dtype == value.dtype and torch.equal(loaded[name], value), name
-        assert "_azr_staged" not in worker.__dict__
     # The bucket files and their folder are gone once the sync is done.
     assert all(not p.exists() for p in llm.seen_files)
     assert all(not p.parent.exists() for p in llm.seen_files)
 
 
-def test_a_sync_that_fails_midway_leaves_no_files_and_the_next_one_starts_clean() -> None:
-    llm = _LLM(fail_at=1)
+def test_a_sync_that_fails_leaves_no_files_and_the_next_one_loads_only_its_own() -> None:
+    llm = _LLM(fail=True)
     first = {"model.layers.9.mlp.up_proj.weight": torch.ones(32, 16), **_state(0)}
     with pytest.raises(RuntimeError, match="a worker died"):
         _rollout(llm).load_weights(first, bucket_bytes=3000)
-    assert all(not p.parent.exists() for p in llm.seen_files)
+    assert llm.seen_files and all(not p.parent.exists() for p in llm.seen_files)
     assert all(w.model_runner.model.loaded == [] for w in llm.workers)
-    assert all(w.__dict__.get("_azr_staged") for w in llm.workers)  # the first bucket was staged
     llm.fail_at = None
     second = _state(1)
     _rollout(llm).load_weights(second, bucket_bytes=1 << 20)
     for worker in llm.workers:
         (loaded,) = worker.model_runner.model.loaded
-        # Only the second sync's tensors: what the failed one staged was dropped.
         assert loaded.keys() == second.keys()
         assert all(torch.equal(loaded[k], v) for k, v in second.items())
 
 
-def test_staged_tensors_own_their_memory_after_the_file_is_gone(tmp_path: Path) -> None:
+def test_no_mapping_of_the_files_outlives_the_reload(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    path = tmp_path / "0.safetensors"
-    save_file({"w": torch.arange(1024, dtype=torch.float32)}, path)
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"{k}.safetensors")
+        save_file({f"w{k}": torch.arange(4096, dtype=torch.float32) + k}, paths[-1])
     worker = _Worker()
-    worker.azr_stage_file(str(path), True)
-    path.unlink()
+    worker.azr_load_files([str(p) for p in paths])
+    (loaded,) = worker.model_runner.model.loaded
+    assert [float(loaded[f"w{k}"][1]) for k in range(3)] == [1.0, 2.0, 3.0]
     maps = Path(f"/proc/{os.getpid()}/maps")
     if maps.exists():
-        assert str(path) not in maps.read_text()  # no mapping keeps the deleted file's memory
-    assert torch.equal(worker.__dict__["_azr_staged"]["w"], torch.arange(1024, dtype=torch.float32))
+        assert str(tmp_path) not in maps.read_text()
 
 
 def test_sync_folder_prefers_shared_memory_with_room_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     shm = Path("/dev/shm")
     if not shm.is_dir():
         pytest.skip("this system has no /dev/shm; the temporary folder is used (covered below)")
-    with V.sync_folder(1 << 20) as folder:
+    with V.sync_folder() as folder:
         assert folder.parent == shm and folder.name.startswith("azr-sync-")
         assert (folder.stat().st_mode & 0o777) == 0o700
     assert not folder.exists()
+    with V.sync_folder(shared_memory=False) as folder:
+        assert folder.parent != shm
 
+    # /dev/shm keeps a reserve: a bucket that would eat into it goes to the temporary folder.
     real = os.statvfs
+    free_blocks = [10**9]
 
-    def full_shm(path: Any) -> Any:
+    def shm_with(path: Any) -> Any:
         result = real(path)
         if Path(path) == shm:
-            return os.statvfs_result((result.f_bsize, result.f_frsize, result.f_blocks, 0, 0, *result[5:]))
+            blocks = 20 * (1 << 30) // result.f_frsize  # a 20 GiB /dev/shm
+            free = min(free_blocks[0], blocks)
+            return os.statvfs_result((result.f_bsize, result.f_frsize, blocks, free, free, *result[5:]))
         return result
 
-    monkeypatch.setattr(V.os, "statvfs", full_shm)
-    with V.sync_folder(1 << 20) as folder:
-        assert folder.parent != shm
+    monkeypatch.setattr(V.os, "statvfs", shm_with)
+    assert V.shm_room(1 << 30)
+    free_blocks[0] = (3 << 30) // real(shm).f_frsize  # 3 GiB free: 1 GiB + 2 GiB reserve left
+    assert not V.shm_room(1 << 30) and V.shm_room(100 << 20) is False
+    llm = _LLM()
+    _rollout(llm).load_weights(_state(), bucket_bytes=3000)
+    assert llm.seen_files and all(not str(p).startswith("/dev/shm/") for p in llm.seen_files)
 
 
 def test_a_bucket_that_does_not_fit_in_shared_memory_goes_to_the_temporary_folder(
@@ -213,7 +222,7 @@ def test_only_folders_no_live_sync_holds_are_removed(tmp_path: Path, monkeypatch
     link = tmp_path / "azr-sync-link"
     link.symlink_to(dead)
     try:
-        with V.sync_folder(1 << 10) as folder:
+        with V.sync_folder() as folder:
             assert (folder / ".lock").exists()
         assert not dead.exists() and not no_lock.exists()
         assert live.exists() and young.exists() and odd.exists() and link.is_symlink()
@@ -229,10 +238,10 @@ def test_a_live_sync_survives_another_sync_cleaning_up(
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    with V.sync_folder(1 << 40, shared_memory=False) as first:
+    with V.sync_folder(shared_memory=False) as first:
         (first / "0.safetensors").write_bytes(b"bucket")
         _age(first, 3600)
-        with V.sync_folder(1 << 40, shared_memory=False) as second:
+        with V.sync_folder(shared_memory=False) as second:
             assert second != first
         assert (first / "0.safetensors").exists()
     assert not first.exists()

@@ -9,16 +9,17 @@ the KV cache while the trainer updates (CUDA only).
 Weight sync. vLLM runs its engine core and workers in other processes, so the
 trainer's tensors cross a process boundary whatever we do. ``load_weights``
 writes them, in buckets of at most ``bucket_bytes``, as safetensors files in a
-private folder in shared memory (``/dev/shm``, or the temporary folder where
-shared memory has no room for a bucket), and sends each file's path through
+private folder in shared memory (``/dev/shm``; the temporary folder once
+shared memory runs short), then sends the files' paths through
 ``collective_rpc`` to :class:`WeightSyncExtension` (mixed into every worker
-with ``worker_extension_cls``), which reads it, stages the tensors and reloads
-the model in place once the last bucket is in. vLLM's engine and workers are
-always on the caller's node (tensor parallelism uses its ``mp`` executor), so
-the path is valid there. The tensors themselves never go through vLLM's RPC
-channel: it moves large payloads over sockets, hop by hop, at about 6 s per GB
-(``benches/rollout_bench.py``, vLLM 0.32 on CPU), where a file costs a copy in
-and a copy out. An engine on GPUs of its own can instead take the weights over
+with ``worker_extension_cls``), which maps the files and reloads the model in
+place straight from them. vLLM's engine and workers are always on the
+caller's node (tensor parallelism uses its ``mp`` executor), so the paths are
+valid there, and every worker of a tensor-parallel engine maps the same pages
+instead of holding a copy. The tensors never go through vLLM's RPC channel: it
+moves large payloads over sockets, hop by hop, at about 6 s per GB
+(``benches/rollout_bench.py``, vLLM 0.32 on CPU), where a file costs one copy
+in and one out. An engine on GPUs of its own can instead take the weights over
 NCCL from the trainer, through vLLM's weight-transfer engine
 (``weight_transfer="nccl"``; see ``azr.distributed.weight_sync``).
 
@@ -115,23 +116,21 @@ def check_free_memory(share: float, reserve_bytes: int = 0) -> None:
 class WeightSyncExtension:
     """Methods vLLM mixes into each of its workers; ``self`` is the worker."""
 
-    def azr_stage_file(self, path: str, first: bool) -> None:
-        """Keep one bucket of weights (a safetensors file ``load_weights`` wrote) until
-        ``azr_commit_weights``; ``first`` drops what a sync that failed midway staged.
-        The file is the sender's to delete."""
-        from safetensors.torch import load_file
+    def azr_load_files(self, paths: list[str]) -> None:
+        """Reload the model from the safetensors files ``load_weights`` wrote, all at
+        once (fused layers such as qkv and gate-up need all their parts). The
+        tensors map the files: nothing is copied but into the model. The files
+        are the sender's to delete."""
+        from safetensors import safe_open
 
-        if first:
-            self.__dict__.pop("_azr_staged", None)
-        # The tensors map the file; copies own their memory, so the shared memory
-        # is free again once the sender deletes it.
-        staged = {name: tensor.clone() for name, tensor in load_file(path).items()}
-        self.__dict__.setdefault("_azr_staged", {}).update(staged)
+        with contextlib.ExitStack() as files:
+            opened = [files.enter_context(safe_open(path, framework="pt")) for path in paths]
+            _reload(self, ((name, f.get_tensor(name)) for f in opened for name in f.keys()))
 
     def azr_stage_bytes(self, payload: bytes, first: bool) -> None:
-        """``azr_stage_file`` with the bucket sent through vLLM's RPC channel itself, as
-        safetensors bytes: the way the files replaced, kept as the baseline of
-        ``benches/rollout_bench.py``."""
+        """Keep one bucket sent through vLLM's RPC channel itself, as safetensors
+        bytes, until ``azr_commit_weights``: the way the files replaced, kept as
+        the baseline of ``benches/rollout_bench.py``."""
         from safetensors.torch import load
 
         if first:
@@ -139,16 +138,19 @@ class WeightSyncExtension:
         self.__dict__.setdefault("_azr_staged", {}).update(load(payload))
 
     def azr_commit_weights(self) -> None:
-        """Load every staged weight at once: fused layers (qkv, gate-up) need all their parts."""
-        worker: Any = self
-        weights = list(self.__dict__.pop("_azr_staged", {}).items())
-        reload = getattr(worker.model_runner, "reload_weights", None)
-        if reload is not None and "weights_iterator" in inspect.signature(reload).parameters:
-            # vLLM 0.32 (layerwise reload): the loaders are gone from the parameters after the
-            # first load; the worker's reload_weights puts them back and sets vLLM's config.
-            worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
-        else:
-            worker.model_runner.model.load_weights(weights=weights)
+        """Reload the model from what ``azr_stage_bytes`` kept."""
+        _reload(self, list(self.__dict__.pop("_azr_staged", {}).items()))
+
+
+def _reload(worker: Any, weights: Iterable[tuple[str, Any]]) -> None:
+    """Load HF-named weights into a vLLM worker's model in place."""
+    reload = getattr(worker.model_runner, "reload_weights", None)
+    if reload is not None and "weights_iterator" in inspect.signature(reload).parameters:
+        # vLLM 0.32 (layerwise reload): the loaders are gone from the parameters after the
+        # first load; the worker's reload_weights puts them back and sets vLLM's config.
+        worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+    else:
+        worker.model_runner.model.load_weights(weights=weights)
 
 
 def _buckets(items: Iterable[tuple[str, Any]], bucket_bytes: int) -> Iterator[dict[str, Any]]:
@@ -185,11 +187,22 @@ def _sync_bases() -> list[Path]:
     return [Path("/dev/shm"), Path(tempfile.gettempdir())]
 
 
+def shm_room(nbytes: int) -> bool:
+    """Whether ``/dev/shm`` can take ``nbytes`` more and keep a reserve free (1 GiB
+    and a tenth of its size): other programs map files there (vLLM's and NCCL's
+    queues, Ray's object store) and die of SIGBUS when it fills up."""
+    try:
+        room = os.statvfs(_sync_bases()[0])
+    except OSError:
+        return False
+    reserve = (1 << 30) + room.f_blocks * room.f_frsize // 10
+    return room.f_bavail * room.f_frsize - nbytes >= reserve
+
+
 @contextlib.contextmanager
-def sync_folder(bucket_bytes: int, shared_memory: bool = True) -> Iterator[Path]:
+def sync_folder(shared_memory: bool = True) -> Iterator[Path]:
     """A new private folder for one sync's bucket files, removed on exit: in
-    ``/dev/shm`` when it has room for two buckets (``shared_memory``), else in
-    the temporary folder.
+    ``/dev/shm`` (``shared_memory``, where it exists), else in the temporary folder.
 
     The sync holds an exclusive ``flock`` on the folder's lock file while it
     lasts, and folders whose lock nobody holds (their sync's process died) are
@@ -200,15 +213,8 @@ def sync_folder(bucket_bytes: int, shared_memory: bool = True) -> Iterator[Path]
     import tempfile
 
     _remove_dead_syncs()
-    base = Path(tempfile.gettempdir())
     shm = _sync_bases()[0]
-    if shared_memory and shm.is_dir():
-        try:
-            room = os.statvfs(shm)
-            if room.f_bavail * room.f_frsize >= 2 * bucket_bytes + (64 << 20):
-                base = shm
-        except OSError:
-            pass
+    base = shm if shared_memory and shm.is_dir() else Path(tempfile.gettempdir())
     folder = Path(tempfile.mkdtemp(prefix=_SYNC_PREFIX, dir=base))
     fd = os.open(folder / _SYNC_LOCK, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
     try:
@@ -395,24 +401,28 @@ class VLLMRollout:
 
         items = state_dict.items() if isinstance(state_dict, dict) else state_dict
         with contextlib.ExitStack() as folders:
-            folder = folders.enter_context(sync_folder(bucket_bytes))
+            folder = folders.enter_context(sync_folder())
+            paths = []
             for k, bucket in enumerate(_buckets(items, bucket_bytes)):
+                nbytes = sum(t.numel() * t.element_size() for t in bucket.values())
                 path = folder / f"{k}.safetensors"
+                if folder.parent == _sync_bases()[0] and not shm_room(nbytes):
+                    path = folders.enter_context(sync_folder(shared_memory=False)) / path.name
                 try:
                     save_file(bucket, path)
                 except OSError as exc:
-                    # Shared memory filled up (a tensor bigger than a bucket, another
-                    # sync at the same time): the rest goes to the temporary folder.
-                    if exc.errno != errno.ENOSPC or folder.parent != _sync_bases()[0]:
+                    # Another program took the room meanwhile: this bucket and the
+                    # rest go to the temporary folder.
+                    if exc.errno != errno.ENOSPC or path.parent.parent != _sync_bases()[0]:
                         raise
                     path.unlink(missing_ok=True)
-                    folder = folders.enter_context(sync_folder(bucket_bytes, shared_memory=False))
-                    path = folder / f"{k}.safetensors"
+                    path = folders.enter_context(sync_folder(shared_memory=False)) / path.name
                     save_file(bucket, path)
+                folder = path.parent
                 del bucket
-                self.llm.collective_rpc("azr_stage_file", args=(str(path), k == 0))
-                path.unlink()  # every worker has read it: collective_rpc waits for all
-            self.llm.collective_rpc("azr_commit_weights")
+                paths.append(str(path))
+            # Every worker has read the files when this returns: collective_rpc waits for all.
+            self.llm.collective_rpc("azr_load_files", args=(paths,))
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
 
     def load_adapter(self, folder: str | Path) -> None:
