@@ -264,7 +264,8 @@ def test_lcb_execution_is_graded_as_output_prediction(tmp_path: Path, sandbox: S
     assert [r.output for r in runs] == [s.gold["output"] for s in samples]
     right = grading.grade_cruxeval(sandbox, samples, [s.gold["output"] for s in samples])
     assert all(g.correct for g in right)
-    wrong = grading.grade_cruxeval(sandbox, samples, ["0"] * len(samples))
+    # ("0" would be right where the output is False: the harness compares with ==.)
+    wrong = grading.grade_cruxeval(sandbox, samples, ["'wrong'"] * len(samples))
     assert not any(g.correct for g in wrong)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({**LCB_EXECUTION[0], "input": "otherName(s = 'x')"}) + "\n")
@@ -416,6 +417,54 @@ def test_cruxeval_gold_answers_and_mix(grader: Grader) -> None:
     mix: list[str | None] = [s.gold["output"] if k % 4 == 0 else "'wrong'" for k, s in enumerate(out)]
     assert _score(grading.grade_cruxeval(sb, out, mix)) == 5 / 20
     assert _score(grading.grade_cruxeval(sb, out, [None] * 20)) == 0.0
+
+
+def test_cruxeval_compares_values_as_its_own_harness_does(grader: Grader) -> None:
+    """CRUXEval asserts ``gold == answer``: numbers of other types that are equal
+    count, as do sets and dicts in another order; expressions and forged
+    objects do not (the answer must be a literal)."""
+    from azr.eval.data import Sample
+
+    def out(program: str, gold: str) -> Sample:
+        return Sample("cruxeval-o", "x", "cruxeval_o", "", {"program": program, "input": "0", "output": gold})
+
+    sb = grader.sandbox(5.0)
+    cases = [
+        (out("def f(x):\n    return 1", "1"), "1.0", True),
+        (out("def f(x):\n    return 1", "1"), "True", True),
+        (out("def f(x):\n    return {1, 2}", "{1, 2}"), "{2, 1}", True),
+        (out("def f(x):\n    return {'a': 1, 'b': 2}", "{'a': 1, 'b': 2}"), "{'b': 2, 'a': 1}", True),
+        (out("def f(x):\n    return [1, 2]", "[1, 2]"), "(1, 2)", False),
+        (out("def f(x):\n    return 'ab'", "'ab'"), "'a' + 'b'", False),
+        (out("def f(x):\n    return 2", "2"), "type('', (), {'__eq__': lambda s, o: True})()", False),
+        (out("def f(x):\n    return 2", "2"), "3", False),
+    ]
+    grades = grading.grade_cruxeval(sb, [c[0] for c in cases], [c[1] for c in cases])
+    assert [g.correct for g in grades] == [c[2] for c in cases], [
+        (c[1], g) for c, g in zip(cases, grades, strict=True)
+    ]
+    assert grades[5].detail == "not a literal"
+    # CruxEval-I: f's output compared the same way.
+    inp = Sample(
+        "cruxeval-i",
+        "x",
+        "cruxeval_i",
+        "",
+        {"program": "def f(x):\n    return x * 2", "input": "1.5", "output": "3.0"},
+    )
+    assert [g.correct for g in grading.grade_cruxeval(sb, [inp] * 3, ["1.5", "True", "1"])] == [
+        True,
+        False,
+        False,
+    ]
+    two = Sample(
+        "cruxeval-i",
+        "x",
+        "cruxeval_i",
+        "",
+        {"program": "def f(x):\n    return x + 1", "input": "1", "output": "2"},
+    )
+    assert [g.correct for g in grading.grade_cruxeval(sb, [two] * 2, ["1.0", "True"])] == [True, True]
 
 
 def test_cruxeval_inputs_may_be_expressions_but_only_one_call(grader: Grader) -> None:

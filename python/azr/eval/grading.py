@@ -1,11 +1,11 @@
 """Grading model responses: code in the sandbox, math with math-verify, CruxEval
-with the sandbox's deduction and abduction checks.
+by comparing literals in the sandbox as CRUXEval's harness does.
 
 Every function takes samples and the *answers* already extracted from the
 responses (see ``azr.eval.prompts.extract``) and returns one ``Grade`` per
 sample, in order. Nothing a model wrote runs in this process: code is judged
-by ``azr.eval.harness`` inside fresh sandbox instances, answers to CruxEval by
-the sandbox's checks, and math answers are only parsed (by sympy through
+by ``azr.eval.harness`` inside fresh sandbox instances, answers to CruxEval
+inside them too, and math answers are only parsed (by sympy through
 math-verify) in child processes.
 """
 
@@ -366,9 +366,43 @@ class Grader:
 # --------------------------------------------------------------------------- CruxEval
 
 
+#: Compares two literal texts with ``==``, inside the sandbox: CRUXEval's own
+#: harness checks ``assert gold == answer``, so ``1`` equals ``1.0`` and ``True``
+#: there, unlike self-play's strict deduction check (SPEC §3). Both sides are
+#: parsed with ``ast.literal_eval``, so a model's answer is never code, and an
+#: object with a forged ``__eq__`` cannot take part. None: a side is not a literal.
+_EQUAL = """
+import ast
+
+
+def f(gold, answer):
+    try:
+        left, right = ast.literal_eval(gold), ast.literal_eval(answer)
+    except Exception:
+        return None
+    return left == right
+"""
+
+
+def _equal_batch(sandbox: Sandbox, pairs: Sequence[tuple[str, str]]) -> list[tuple[bool, str]]:
+    """(equal, why not) for each (gold, answer) pair of literal texts."""
+    out = []
+    for r in sandbox.run_batch([(_EQUAL, repr(pair)[1:-1]) for pair in pairs]):
+        if not r.ok:
+            out.append((False, f"{r.error.kind}: {r.error.message}" if r.error else "no output"))
+        elif r.output == "True":
+            out.append((True, ""))
+        elif r.output == "None":
+            out.append((False, "not a literal"))
+        else:
+            out.append((False, "wrong output"))
+    return out
+
+
 def grade_cruxeval(sandbox: Sandbox, samples: Sequence[Sample], answers: Sequence[str | None]) -> list[Grade]:
-    """CruxEval-O with the deduction check; CruxEval-I runs f on the answer and
-    judges its output the same way (values equal with the same types)."""
+    """CruxEval-O: the answer, a literal, equals the gold output (``==``, as
+    CRUXEval's harness compares). CruxEval-I: f runs on the answer and its output
+    equals the gold output the same way."""
     out: list[Grade | None] = [None] * len(samples)
     ded = [
         (i, s, a)
@@ -380,27 +414,23 @@ def grade_cruxeval(sandbox: Sandbox, samples: Sequence[Sample], answers: Sequenc
         for i, (s, a) in enumerate(zip(samples, answers, strict=True))
         if a is not None and s.kind == "cruxeval_i"
     ]
-    for (i, _, _), v in zip(
-        ded, sandbox.check_deduction_batch([(s.gold["output"], a) for _, s, a in ded]), strict=True
+    for (i, _, _), (ok, why) in zip(
+        ded, _equal_batch(sandbox, [(s.gold["output"], a) for _, s, a in ded]), strict=True
     ):
-        out[i] = Grade(
-            v.correct,
-            None,
-            "" if v.correct else (f"{v.error.kind}: {v.error.message}" if v.error else "wrong output"),
-        )
+        out[i] = Grade(ok, None, why)
     # CruxEval-I answers are any expressions, as in CRUXEval's own harness (two of
     # its gold inputs are lambdas): f(<answer>) runs in a fresh instance, which
-    # refuses anything but one call of f, and its output's repr is then judged
-    # against the gold output like a CruxEval-O answer.
+    # refuses anything but one call of f, and its output's repr is then compared
+    # with the gold output like a CruxEval-O answer.
     ran: list[tuple[int, Sample, str]] = []
     for (i, s, _), r in zip(abd, sandbox.run_batch([(s.gold["program"], a) for _, s, a in abd]), strict=True):
         if r.ok and r.output is not None:
             ran.append((i, s, r.output))
         else:
             out[i] = Grade(False, None, f"{r.error.kind}: {r.error.message}" if r.error else "no output")
-    judged = sandbox.check_deduction_batch([(s.gold["output"], output) for _, s, output in ran])
-    for (i, _, _), v in zip(ran, judged, strict=True):
-        out[i] = Grade(v.correct, None, "" if v.correct else "wrong output")
+    judged = _equal_batch(sandbox, [(s.gold["output"], output) for _, s, output in ran])
+    for (i, _, _), (ok, why) in zip(ran, judged, strict=True):
+        out[i] = Grade(ok, None, why)
     return [g if g is not None else Grade(False, None, "no answer") for g in out]
 
 
