@@ -85,7 +85,8 @@ class TrainerConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more compute."""
     zero_stage: int = 2
-    """``deepspeed``: ZeRO stage 1, 2 or 3."""
+    """``deepspeed``: ZeRO stage 1, 2 or 3. In bf16, ZeRO-1 keeps a full fp32 gradient
+    buffer on every GPU (4 bytes per parameter); ZeRO-2 and 3 partition it."""
     offload_optimizer: bool = False
     """``deepspeed``: keep optimizer state in CPU memory (DeepSpeedCPUAdam)."""
     offload_params: bool = False

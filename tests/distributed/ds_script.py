@@ -1,9 +1,10 @@
 """Runs one DeepSpeed trainer process for tests/distributed/test_deepspeed.py.
 
-    python ds_script.py MODE MODEL OUT STAGE [lora] [kl]   (RANK / WORLD_SIZE / MASTER_PORT from the environment)
+    python ds_script.py MODE MODEL OUT STAGE [lora] [kl] [epochs] [bf16]   (RANK / WORLD_SIZE / MASTER_PORT from the environment)
 
 MODE ``shard``: one step over this rank's share of BATCH_A, then a checkpoint to OUT.
 MODE ``resume``: the processes load OUT, step over their shares of BATCH_B, rank 0 writes OUT/params.pt.
+MODE ``fresh``: as ``resume`` with OUT's weights but a new optimizer (what a lost optimizer state gives), to OUT/fresh/.
 MODE ``straight``: one process steps over BATCH_A then BATCH_B, writes OUT/params.pt.
 MODE ``torch``: the same two steps with the plain torch trainer, writes OUT/params.pt.
 """
@@ -33,6 +34,7 @@ OPTIONS = {"lr": 1e-2, "micro_batch_size": 2, "weight_decay": 0.1, "grad_clip": 
 LORA = "lora" in sys.argv[5:]
 KL = "kl" in sys.argv[5:]
 EPOCHS = 2 if "epochs" in sys.argv[5:] else 1
+DTYPE = "bfloat16" if "bf16" in sys.argv[5:] else "float32"
 
 
 def kl_penalty(folder: str):  # type: ignore[no-untyped-def]
@@ -49,7 +51,7 @@ def kl_penalty(folder: str):  # type: ignore[no-untyped-def]
 
 
 def model(folder: str) -> torch.nn.Module:
-    m = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    m = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, DTYPE))
     if LORA:
         from azr.train.weights import apply_lora
 
@@ -62,14 +64,14 @@ def deepspeed_trainer(folder: str, stage: int):  # type: ignore[no-untyped-def]
     from azr.train.deepspeed_trainer import DeepSpeedTrainer
 
     return DeepSpeedTrainer(
-        model(folder), stage=stage, dtype="float32", comm_timeout_s=120, kl=kl_penalty(folder), **OPTIONS
+        model(folder), stage=stage, dtype=DTYPE, comm_timeout_s=120, kl=kl_penalty(folder), **OPTIONS
     )
 
 
 def params(trainer) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
     named = getattr(trainer, "named_weights", None)
     items = named() if named else trainer.model.state_dict().items()
-    return {k: v.detach().cpu().clone() for k, v in items}
+    return {k: v.detach().cpu().float().clone() for k, v in items}
 
 
 def main() -> None:
@@ -82,9 +84,12 @@ def main() -> None:
         trainer.save(out)
         trainer.close()
         return
-    if mode == "resume":
+    if mode in ("resume", "fresh"):
         trainer = deepspeed_trainer(str(out / "model"), stage)
-        trainer.load_optimizer(out)
+        if mode == "resume":
+            trainer.load_optimizer(out)
+        else:
+            out = out / "fresh"
         # Each rank its share of the batch, as the Ray driver shards it.
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         total = sum(len(s.response_ids) for s in BATCH_B)

@@ -162,8 +162,7 @@ def test_a_bucket_that_does_not_fit_in_shared_memory_goes_to_the_temporary_folde
     """Room is checked for two buckets, but one tensor may be bigger than a bucket,
     or another sync may take the room meanwhile: a full /dev/shm moves the rest
     of the sync to the temporary folder."""
-    import errno
-
+    from safetensors import SafetensorError
     from safetensors import torch as st
 
     if not Path("/dev/shm").is_dir():
@@ -173,7 +172,8 @@ def test_a_bucket_that_does_not_fit_in_shared_memory_goes_to_the_temporary_folde
     def save_file(tensors: Any, path: Any) -> None:
         if str(path).startswith("/dev/shm/"):
             Path(path).write_bytes(b"partial")
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            # What safetensors raises on a full disk (not an OSError).
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
         real(tensors, path)
 
     monkeypatch.setattr(st, "save_file", save_file)
@@ -185,6 +185,31 @@ def test_a_bucket_that_does_not_fit_in_shared_memory_goes_to_the_temporary_folde
     (loaded,) = llm.workers[0].model_runner.model.loaded
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     assert not list(Path("/dev/shm").glob("azr-sync-*/0.safetensors"))
+
+
+def test_a_tmpdir_on_shared_memory_does_not_take_the_spill(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Where TMPDIR itself is on /dev/shm (HPC nodes, some containers), buckets
+    that /dev/shm has no room for go to /var/tmp or /tmp instead."""
+    import tempfile
+
+    if not V.SHM.is_dir():
+        pytest.skip("this system has no /dev/shm")
+    tmpdir = Path(tempfile.mkdtemp(dir=V.SHM))
+    try:
+        monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+        assert V.on_shm(tmpdir) and not V.on_shm(V.spill_base())
+        monkeypatch.setattr(V, "shm_room", lambda nbytes: False)
+        llm = _LLM()
+        _rollout(llm).load_weights(_state(), bucket_bytes=3000)
+        assert llm.seen_files and not any(V.on_shm(p.parent.parent) for p in llm.seen_files)
+        (loaded,) = llm.workers[0].model_runner.model.loaded
+        assert loaded.keys() == _state().keys()
+    finally:
+        import shutil
+
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def _age(path: Path, seconds: float) -> None:

@@ -38,7 +38,6 @@ works.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import inspect
 import os
@@ -181,10 +180,39 @@ _SYNC_LOCK = ".lock"
 _STALE_AFTER_S = 60.0
 
 
-def _sync_bases() -> list[Path]:
+SHM = Path("/dev/shm")
+
+
+def _device(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
+
+
+def on_shm(path: Path) -> bool:
+    """Whether ``path`` lies on ``/dev/shm``'s filesystem."""
+    device = _device(path)
+    return device is not None and device == _device(SHM)
+
+
+def spill_base() -> Path:
+    """Where bucket files go when ``/dev/shm`` runs short: the temporary folder,
+    or ``/var/tmp`` or ``/tmp`` where ``TMPDIR`` itself is on ``/dev/shm``."""
     import tempfile
 
-    return [Path("/dev/shm"), Path(tempfile.gettempdir())]
+    candidates = [Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/tmp")]
+    for base in candidates:
+        if base.is_dir() and os.access(base, os.W_OK) and not on_shm(base):
+            return base
+    return candidates[0]
+
+
+def _sync_bases() -> list[Path]:
+    """Every folder sync folders are made in."""
+    import tempfile
+
+    return list(dict.fromkeys([SHM, Path(tempfile.gettempdir()), spill_base()]))
 
 
 def shm_room(nbytes: int) -> bool:
@@ -192,7 +220,7 @@ def shm_room(nbytes: int) -> bool:
     and a tenth of its size): other programs map files there (vLLM's and NCCL's
     queues, Ray's object store) and die of SIGBUS when it fills up."""
     try:
-        room = os.statvfs(_sync_bases()[0])
+        room = os.statvfs(SHM)
     except OSError:
         return False
     reserve = (1 << 30) + room.f_blocks * room.f_frsize // 10
@@ -202,7 +230,7 @@ def shm_room(nbytes: int) -> bool:
 @contextlib.contextmanager
 def sync_folder(shared_memory: bool = True) -> Iterator[Path]:
     """A new private folder for one sync's bucket files, removed on exit: in
-    ``/dev/shm`` (``shared_memory``, where it exists), else in the temporary folder.
+    ``/dev/shm`` (``shared_memory``, where it exists), else in :func:`spill_base`.
 
     The sync holds an exclusive ``flock`` on the folder's lock file while it
     lasts, and folders whose lock nobody holds (their sync's process died) are
@@ -213,8 +241,7 @@ def sync_folder(shared_memory: bool = True) -> Iterator[Path]:
     import tempfile
 
     _remove_dead_syncs()
-    shm = _sync_bases()[0]
-    base = shm if shared_memory and shm.is_dir() else Path(tempfile.gettempdir())
+    base = SHM if shared_memory and SHM.is_dir() else spill_base()
     folder = Path(tempfile.mkdtemp(prefix=_SYNC_PREFIX, dir=base))
     fd = os.open(folder / _SYNC_LOCK, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
     try:
@@ -406,14 +433,15 @@ class VLLMRollout:
             for k, bucket in enumerate(_buckets(items, bucket_bytes)):
                 nbytes = sum(t.numel() * t.element_size() for t in bucket.values())
                 path = folder / f"{k}.safetensors"
-                if folder.parent == _sync_bases()[0] and not shm_room(nbytes):
+                if on_shm(folder) and not shm_room(nbytes):
                     path = folders.enter_context(sync_folder(shared_memory=False)) / path.name
                 try:
                     save_file(bucket, path)
-                except OSError as exc:
-                    # Another program took the room meanwhile: this bucket and the
-                    # rest go to the temporary folder.
-                    if exc.errno != errno.ENOSPC or path.parent.parent != _sync_bases()[0]:
+                except Exception:
+                    # Another program took the room meanwhile (safetensors reports a
+                    # full disk as its own error type): this bucket and the rest go
+                    # to the spill folder.
+                    if not on_shm(path.parent):
                         raise
                     path.unlink(missing_ok=True)
                     path = folders.enter_context(sync_folder(shared_memory=False)) / path.name
