@@ -212,6 +212,23 @@ def test_a_tmpdir_on_shared_memory_does_not_take_the_spill(
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+def test_a_shared_memory_folder_that_cannot_be_written_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    real = tempfile.mkdtemp
+
+    def mkdtemp(*args: Any, dir: Any = None, **kwargs: Any) -> str:
+        if dir is not None and Path(dir) == V.SHM:
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    llm = _LLM()
+    _rollout(llm).load_weights(_state(), bucket_bytes=1 << 20)
+    assert llm.seen_files and not any(V.on_shm(p.parent.parent) for p in llm.seen_files)
+    assert llm.workers[0].model_runner.model.loaded
+
+
 def _age(path: Path, seconds: float) -> None:
     import time
 

@@ -241,8 +241,14 @@ def sync_folder(shared_memory: bool = True) -> Iterator[Path]:
     import tempfile
 
     _remove_dead_syncs()
-    base = SHM if shared_memory and SHM.is_dir() else spill_base()
-    folder = Path(tempfile.mkdtemp(prefix=_SYNC_PREFIX, dir=base))
+    folder = None
+    if shared_memory and SHM.is_dir():
+        try:
+            folder = Path(tempfile.mkdtemp(prefix=_SYNC_PREFIX, dir=SHM))
+        except OSError:  # a /dev/shm this process may not write to
+            folder = None
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix=_SYNC_PREFIX, dir=spill_base()))
     fd = os.open(folder / _SYNC_LOCK, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
