@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Callable
 
 from azr.sandbox import Sandbox
-
-PROGRAMS = {
-    "list(set(s.split()))": "def f(s):\n    return list(set(s.split()))",
-    "''.join(set(s))": "def f(s):\n    return ''.join(set(s))",
-    "hash(s) % 2": "def f(s):\n    return hash(s) % 2",
-}
 
 
 def main() -> None:
@@ -31,11 +26,21 @@ def main() -> None:
         " ".join(rng.choice(["ab", "cd", "x", "yz", "hello", "q"]) for _ in range(rng.choice((2, 3))))
         for _ in range(200)
     ]
+    # (name, program, inputs, the members whose order the output can follow)
+    checks: list[tuple[str, str, list[str], Callable[[str], set[str]]]] = [
+        (
+            "list(set(s.split()))",
+            "def f(s):\n    return list(set(s.split()))",
+            words,
+            lambda s: set(s.split()),
+        ),
+        ("''.join(set(s))", "def f(s):\n    return ''.join(set(s))", letters, set),
+        ("hash(s) % 2", "def f(s):\n    return hash(s) % 2", letters, set),
+    ]
     sandbox = Sandbox()
-    for name, program in PROGRAMS.items():
-        inputs = words if "split" in name else letters
+    for name, program, inputs, members in checks:
         # Only inputs whose output can depend on the order: two or more distinct members.
-        inputs = [s for s in inputs if len(set(s.split() if "split" in name else s)) >= 2]
+        inputs = [s for s in inputs if len(members(s)) >= 2]
         outcomes = sandbox.validate_batch([(program, repr(s)) for s in inputs])
         passed = sum(o.ok for o in outcomes)
         print(f"{name:24s} passed as deterministic: {passed} of {len(inputs)} order-dependent inputs")

@@ -78,7 +78,7 @@ def main() -> None:
     def through_rpc() -> None:
         from safetensors.torch import save
 
-        for k, bucket in enumerate(_buckets(state.items(), 1 << 30)):
+        for k, (bucket, _) in enumerate(_buckets(state.items(), 1 << 30)):
             engine.llm.collective_rpc("azr_stage_bytes", args=(save(bucket), k == 0))
         engine.llm.collective_rpc("azr_commit_weights")
         engine.llm.reset_prefix_cache()

@@ -425,8 +425,13 @@ def test_cruxeval_compares_values_as_its_own_harness_does(grader: Grader) -> Non
     objects do not (the answer must be a literal)."""
     from azr.eval.data import Sample
 
+    def crux(kind: str, program: str, gold: str, given: str = "0") -> Sample:
+        return Sample(
+            kind.replace("_", "-"), "x", kind, "", {"program": program, "input": given, "output": gold}
+        )
+
     def out(program: str, gold: str) -> Sample:
-        return Sample("cruxeval-o", "x", "cruxeval_o", "", {"program": program, "input": "0", "output": gold})
+        return crux("cruxeval_o", program, gold)
 
     sb = grader.sandbox(5.0)
     cases = [
@@ -445,25 +450,13 @@ def test_cruxeval_compares_values_as_its_own_harness_does(grader: Grader) -> Non
     ]
     assert grades[5].detail == "not a literal"
     # CruxEval-I: f's output compared the same way.
-    inp = Sample(
-        "cruxeval-i",
-        "x",
-        "cruxeval_i",
-        "",
-        {"program": "def f(x):\n    return x * 2", "input": "1.5", "output": "3.0"},
-    )
+    inp = crux("cruxeval_i", "def f(x):\n    return x * 2", "3.0", given="1.5")
     assert [g.correct for g in grading.grade_cruxeval(sb, [inp] * 3, ["1.5", "True", "1"])] == [
         True,
         False,
         False,
     ]
-    two = Sample(
-        "cruxeval-i",
-        "x",
-        "cruxeval_i",
-        "",
-        {"program": "def f(x):\n    return x + 1", "input": "1", "output": "2"},
-    )
+    two = crux("cruxeval_i", "def f(x):\n    return x + 1", "2", given="1")
     assert [g.correct for g in grading.grade_cruxeval(sb, [two] * 2, ["1.0", "True"])] == [True, True]
 
 

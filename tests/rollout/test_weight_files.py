@@ -41,7 +41,7 @@ class _LLM:
     def __init__(self, workers: int = 2, fail: bool = False) -> None:
         self.workers = [_Worker() for _ in range(workers)]
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
-        self.fail_at = True if fail else None
+        self.fail = fail
         self.seen_files: list[Path] = []
 
     def collective_rpc(self, method: str, args: tuple[Any, ...] = ()) -> list[Any]:
@@ -49,7 +49,7 @@ class _LLM:
         if method == "azr_load_files":
             self.seen_files.extend(Path(p) for p in args[0])
             assert all(Path(p).is_file() for p in args[0])
-            if self.fail_at is not None:
+            if self.fail:
                 raise RuntimeError("a worker died")
         return [getattr(w, method)(*args) for w in self.workers]
 
@@ -99,7 +99,7 @@ def test_a_sync_that_fails_leaves_no_files_and_the_next_one_loads_only_its_own()
         _rollout(llm).load_weights(first, bucket_bytes=3000)
     assert llm.seen_files and all(not p.parent.exists() for p in llm.seen_files)
     assert all(w.model_runner.model.loaded == [] for w in llm.workers)
-    llm.fail_at = None
+    llm.fail = False
     second = _state(1)
     _rollout(llm).load_weights(second, bucket_bytes=1 << 20)
     for worker in llm.workers:

@@ -3,7 +3,7 @@
 use azr_buffer::{BufferConfig, Error, Eviction, TaskBuffer, TaskType};
 use proptest::prelude::*;
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const D: TaskType = TaskType::Deduction;
 
@@ -46,6 +46,13 @@ fn written(name: &str, n: usize, config: BufferConfig) -> PathBuf {
     }
     buffer.flush().unwrap();
     dir
+}
+
+/// How many entries the durable buffer in `dir` holds when opened again.
+fn reopened_len(dir: &Path) -> usize {
+    TaskBuffer::open(dir, BufferConfig::default())
+        .unwrap()
+        .len()
 }
 
 fn capacity(n: usize) -> BufferConfig {
@@ -347,12 +354,7 @@ fn a_torn_tail_is_dropped_with_a_report() {
     );
     buffer.flush().unwrap();
     drop(buffer);
-    assert_eq!(
-        TaskBuffer::open(&dir, BufferConfig::default())
-            .unwrap()
-            .len(),
-        10
-    );
+    assert_eq!(reopened_len(&dir), 10);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -472,12 +474,7 @@ fn a_failed_compaction_stops_writes_and_loses_nothing() {
     assert!(buffer.add(D, &record(10), 0).unwrap());
     buffer.flush().unwrap();
     drop(buffer);
-    assert_eq!(
-        TaskBuffer::open(&dir, BufferConfig::default())
-            .unwrap()
-            .len(),
-        11
-    );
+    assert_eq!(reopened_len(&dir), 11);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

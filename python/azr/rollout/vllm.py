@@ -152,9 +152,9 @@ def _reload(worker: Any, weights: Iterable[tuple[str, Any]]) -> None:
         worker.model_runner.model.load_weights(weights=weights)
 
 
-def _buckets(items: Iterable[tuple[str, Any]], bucket_bytes: int) -> Iterator[dict[str, Any]]:
+def _buckets(items: Iterable[tuple[str, Any]], bucket_bytes: int) -> Iterator[tuple[dict[str, Any], int]]:
     """The tensors, on the CPU and contiguous, in groups of about ``bucket_bytes`` each
-    (one bigger tensor alone)."""
+    (one bigger tensor alone), with each group's size in bytes."""
     bucket: dict[str, Any] = {}
     size = 0
     storages: set[int] = set()
@@ -166,12 +166,12 @@ def _buckets(items: Iterable[tuple[str, Any]], bucket_bytes: int) -> Iterator[di
         storages.add(storage)
         nbytes = tensor.numel() * tensor.element_size()
         if bucket and size + nbytes > bucket_bytes:
-            yield bucket
+            yield bucket, size
             bucket, size = {}, 0
         bucket[name] = tensor
         size += nbytes
     if bucket:
-        yield bucket
+        yield bucket, size
 
 
 _SYNC_PREFIX = "azr-sync-"
@@ -435,24 +435,27 @@ class VLLMRollout:
         items = state_dict.items() if isinstance(state_dict, dict) else state_dict
         with contextlib.ExitStack() as folders:
             folder = folders.enter_context(sync_folder())
+
+            def spill() -> Path:
+                return folders.enter_context(sync_folder(shared_memory=False))
+
             paths = []
-            for k, bucket in enumerate(_buckets(items, bucket_bytes)):
-                nbytes = sum(t.numel() * t.element_size() for t in bucket.values())
-                path = folder / f"{k}.safetensors"
+            for k, (bucket, nbytes) in enumerate(_buckets(items, bucket_bytes)):
                 if on_shm(folder) and not shm_room(nbytes):
-                    path = folders.enter_context(sync_folder(shared_memory=False)) / path.name
+                    folder = spill()
+                path = folder / f"{k}.safetensors"
                 try:
                     save_file(bucket, path)
                 except Exception:
                     # Another program took the room meanwhile (safetensors reports a
                     # full disk as its own error type): this bucket and the rest go
                     # to the spill folder.
-                    if not on_shm(path.parent):
+                    if not on_shm(folder):
                         raise
                     path.unlink(missing_ok=True)
-                    path = folders.enter_context(sync_folder(shared_memory=False)) / path.name
+                    folder = spill()
+                    path = folder / path.name
                     save_file(bucket, path)
-                folder = path.parent
                 del bucket
                 paths.append(str(path))
             # Every worker has read the files when this returns: collective_rpc waits for all.
