@@ -163,3 +163,32 @@ def test_a_process_holds_many_sandboxes_at_once() -> None:
     boxes = [Sandbox(workers=1) for _ in range(64)]
     assert boxes[0].run("def f(x):\n    return x + 1", "1").output == "2"
     assert boxes[-1].validate("def f(x):\n    return x * 2", "4").output == "8"
+
+
+def test_too_many_distinct_memory_limits_is_an_error_that_says_so() -> None:
+    """Each distinct memory limit has its own engine, whose pool reserves address
+    space up front; past what the process may map, creating one more says why
+    and what to do. A capped address space (in a child process) makes the limit
+    come at a few engines on any machine."""
+    import subprocess
+    import sys
+
+    script = """
+import resource
+from azr.sandbox import Sandbox
+resource.setrlimit(resource.RLIMIT_AS, (40 << 40, 40 << 40))
+boxes = []
+for mb in range(64, 64 + 100):
+    try:
+        boxes.append(Sandbox(memory_mb=mb, workers=1))
+    except Exception as e:
+        print(len(boxes), type(e).__name__, e)
+        break
+assert boxes[0].run("def f(x):\\n    return x + 1", "1").output == "2"
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    made, kind, message = out.stdout.split(" ", 2)
+    assert 1 <= int(made) < 100 and kind == "SandboxError"
+    assert f"holds {made} live sandbox engines" in message
+    assert "distinct memory limits" in message

@@ -175,7 +175,17 @@ impl Shared {
         {
             return Ok(shared);
         }
-        let engine = engine::engine(flags)?;
+        let engine = engine::engine(flags).map_err(|e| match e {
+            // Each pool reserves address space for all its slots up front (about
+            // 4 TiB at the default limits), so a process fits about thirty.
+            Error::Engine(m) if m.contains("memory pool mapping") => Error::Engine(format!(
+                "{m}: the process holds {} live sandbox engines, one per distinct memory \
+                 limit, and each reserves address space for its whole pool; use fewer \
+                 distinct memory limits at once (sandboxes with the same limit share one)",
+                all.len()
+            )),
+            e => e,
+        })?;
         let guests = [
             Guest::new(&engine, GUEST_WASM[0])?,
             Guest::new(&engine, GUEST_WASM[1])?,
