@@ -328,9 +328,14 @@ def test_a_damaged_checkpoint_buffer_names_the_copy_to_salvage(base: Path, tmp_p
     snapshot.write_bytes(bytes(data))
     with pytest.raises(ConfigError, match=r"azr buffer salvage .*step_3/buffer"):
         runs.train(resume=run, steps=4, console=Console(quiet=True))
-    salvaged = TaskBuffer.salvage(run / "step_3" / "buffer")
-    assert salvaged.stats()["recovery"]["damaged_files"]
-    del salvaged
+    # What the message says to do: salvage rewrites the buffer under new file
+    # names, and the checkpoint's file list follows, so step_3 stays the one to
+    # resume from (not passed over as damaged for step_2).
+    salvaged = azr("buffer", "salvage", str(run / "step_3" / "buffer"))
+    assert salvaged.returncode == 0, salvaged.stderr[-4000:]
+    assert "step_3/state.json: now lists" in salvaged.stdout
+    assert [step for step, _ in checkpoints(run)] == [2, 3]
     again = azr("train", "--resume", str(run), "--steps", "4")
     assert again.returncode == 0, again.stderr[-4000:]
+    assert "passing over" not in again.stdout + again.stderr
     assert steps_logged(run) == [1, 2, 3, 4]

@@ -91,6 +91,8 @@ def salvage_command(path: Path) -> None:
     except BufferError as exc:
         raise click.ClickException(str(exc)) from exc
     r = buf.stats()["recovery"]
+    buf.flush()
+    del buf  # the lock goes with it
     if not r["damaged_files"]:
         click.echo(f"{path}: no damage found; {r['entries']} entries")
         return
@@ -99,3 +101,10 @@ def salvage_command(path: Path) -> None:
         + ", ".join(r["damaged_files"])
         + " (each kept beside as NAME.damaged)"
     )
+    from azr.rl.run import refresh_manifest
+
+    # A checkpoint's buffer: its state.json must list the rewritten files, or the
+    # checkpoint would count as damaged and a resume would pass over it.
+    manifest = refresh_manifest(path)
+    if manifest is not None:
+        click.echo(f"{manifest}: now lists the salvaged buffer's files")

@@ -150,6 +150,28 @@ def write_atomically(path: Path, text: str) -> None:
     _fsync(path.parent)
 
 
+def refresh_manifest(buffer_dir: Path) -> Path | None:
+    """After ``azr buffer salvage`` rewrote a checkpoint's buffer (``step_N/buffer``)
+    under new file names, make the checkpoint's ``state.json`` list those files,
+    so the checkpoint counts as complete again. Returns the ``state.json``
+    rewritten (None: ``buffer_dir`` is no checkpoint's buffer)."""
+    ckpt = buffer_dir.resolve().parent
+    if buffer_dir.resolve().name != "buffer" or not (ckpt / STATE).is_file():
+        return None
+    try:
+        state = json.loads((ckpt / STATE).read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: the checkpoint is passed over anyway, and says why
+    files = {k: v for k, v in state.get("files", {}).items() if not k.startswith("buffer/")}
+    # What a checkpoint copies of a buffer (its lock and the damaged originals stay out).
+    kept = shutil.ignore_patterns("LOCK", "*.damaged")
+    for name, size in _sync_tree(ckpt / "buffer").items():
+        if not kept(".", [Path(name).name]):
+            files[f"buffer/{name}"] = size
+    write_atomically(ckpt / STATE, json.dumps({**state, "files": files}))
+    return ckpt / STATE
+
+
 class CheckpointUnreadable(Exception):
     """Reading checkpoint ``ckpt`` failed in a way a different config or
     environment would not fix (a damaged or foreign file)."""
