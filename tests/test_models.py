@@ -57,6 +57,29 @@ def test_resolve_builds_tiny_once_into_the_cache(tmp_path: Path, monkeypatch: py
     stamp = Path(folder, "model.safetensors").stat().st_mtime_ns
     assert resolve("tiny")[0] == folder
     assert Path(folder, "model.safetensors").stat().st_mtime_ns == stamp
+    assert [p.name for p in Path(folder).parent.iterdir()] == [Path(folder).name]  # no build left beside
+
+
+def test_a_tiny_built_differently_gets_its_own_cache_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older azr's build under the same name would pair another tokenizer with
+    runs and checkpoints made by this one: the folder is named by what the build
+    depends on (here the special tokens stand for any of it)."""
+    import azr.models as models
+
+    monkeypatch.setenv("AZR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(
+        models,
+        "build_tiny",
+        lambda out: (
+            Path(out, "config.json").parent.mkdir(parents=True) or Path(out, "config.json").write_text("{}")
+        ),
+    )
+    first = resolve("tiny")[0]
+    monkeypatch.setattr(models, "SPECIALS", [*models.SPECIALS, "<|extra|>"])
+    second = resolve("tiny")[0]
+    assert first != second and Path(second, "config.json").is_file()
 
 
 def test_bad_model_paths_are_clear_errors(tmp_path: Path) -> None:

@@ -127,6 +127,20 @@ def build_tiny(
     return out
 
 
+def _tiny_fingerprint() -> str:
+    """What the embedded default is built from (the builder's code, its corpus,
+    shapes and specials, the tokenizer trainer's version): an azr that builds
+    it differently gets a new cache folder, never an old build under the old name."""
+    import hashlib
+
+    import tokenizers
+
+    # The corpus itself: it renders azr's prompts and reads this Python's standard library.
+    parts = [inspect.getsource(build_tiny), *_corpus(), repr(SHAPES), repr(SPECIALS), CHATML]
+    parts.append(tokenizers.__version__)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
 def _cache_root() -> Path:
     """The user cache folder azr shares with the sandbox's compiled guests."""
     from azr._core import cache_dir
@@ -235,9 +249,18 @@ def resolve(path: str, revision: str | None = None) -> tuple[str, dict[str, Any]
     id) goes to transformers as it is, which reports missing folders and ids.
     """
     if path == TINY:
-        folder = _cache_root() / "models" / "tiny-seed0"
+        folder = _cache_root() / "models" / f"tiny-seed0-{_tiny_fingerprint()}"
         if not (folder / "config.json").is_file():
-            build_tiny(folder)
+            # Built beside and renamed into place: a process that finds the folder
+            # finds it whole, also while another one is building.
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            build_tiny(tmp)
+            try:
+                os.replace(tmp, folder)
+            except OSError:  # another process put its build there first
+                shutil.rmtree(tmp, ignore_errors=True)
         return str(folder), {}
     if path.startswith(PACKAGE_PREFIX):
         folder, name = _package_gguf(path)

@@ -339,3 +339,27 @@ def test_a_damaged_checkpoint_buffer_names_the_copy_to_salvage(base: Path, tmp_p
     assert again.returncode == 0, again.stderr[-4000:]
     assert "passing over" not in again.stdout + again.stderr
     assert steps_logged(run) == [1, 2, 3, 4]
+
+
+def test_resuming_with_a_model_of_another_shape_is_an_error(base: Path, tmp_path: Path) -> None:
+    """The checkpoint's weights with another model's tokenizer would train on the
+    wrong tokens: a model.path whose shape differs from the checkpoint's is refused."""
+    import json
+
+    import azr.rl.run as runs
+    from rich.console import Console
+
+    run = _copy(base, tmp_path)
+    other = tmp_path / "other"
+    made = azr("model", "tiny", "--out", str(other))
+    assert made.returncode == 0, made.stderr[-4000:]
+    config = json.loads((other / "config.json").read_text())
+    config["vocab_size"] += 64
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"vocab_size \d+ \(the checkpoint's: \d+\)"):
+        runs.train(resume=run, steps=4, overrides=(f"model.path={other}",), console=Console(quiet=True))
+    # The same model in another folder (a moved model) still resumes.
+    config["vocab_size"] -= 64
+    (other / "config.json").write_text(json.dumps(config))
+    runs.train(resume=run, steps=4, overrides=(f"model.path={other}",), console=Console(quiet=True))
+    assert steps_logged(run) == [1, 2, 3, 4]

@@ -172,6 +172,52 @@ def refresh_manifest(buffer_dir: Path) -> Path | None:
     return ckpt / STATE
 
 
+#: What makes a checkpoint's weights fit a model: its architecture's shape.
+_SHAPE = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+)
+
+
+def _check_same_model(ckpt: Path, name: str, path: str, kwargs: dict[str, Any]) -> None:
+    """A resumed run trains its checkpoint's weights with ``model.path``'s tokenizer
+    (and, with LoRA, its base weights): a ``model.path`` whose shape or vocabulary
+    differs from the checkpoint's (another model, or the same one rebuilt
+    differently) is an error, not a run that pairs weights with the wrong tokens."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    saved = ckpt / "model"
+    try:
+        new = AutoConfig.from_pretrained(path, **kwargs).to_dict()
+        old = json.loads((saved / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # loading reports an unreadable model.path, and _reading a damaged checkpoint
+    differ = [
+        f"{k} {new.get(k)} (the checkpoint's: {old[k]})" for k in _SHAPE if k in old and new.get(k) != old[k]
+    ]
+    if not differ and (saved / "tokenizer_config.json").is_file():
+        try:
+            same = (
+                AutoTokenizer.from_pretrained(saved).get_vocab()
+                == AutoTokenizer.from_pretrained(path, **kwargs).get_vocab()
+            )
+        except (OSError, ValueError):
+            return
+        if not same:
+            differ = ["its tokenizer's vocabulary"]
+    if differ:
+        raise ConfigError(
+            f"model.path {name!r} is not the model {ckpt} was trained from: {'; '.join(differ)}. "
+            "A resumed run continues its checkpoint's model; drop the model.path override "
+            "(or restore the model folder), or start a new run for another model"
+        )
+
+
 class CheckpointUnreadable(Exception):
     """Reading checkpoint ``ckpt`` failed in a way a different config or
     environment would not fix (a damaged or foreign file)."""
@@ -249,6 +295,8 @@ class Run:
 
         placement = plan(config.resources)
         path, kwargs = resolve(config.model.path, config.model.revision)
+        if resume_from is not None:
+            _check_same_model(resume_from, config.model.path, path, kwargs)
         # A LoRA run resumes from the base model plus its saved adapter.
         lora = config.trainer.lora_rank > 0
         weights = str(resume_from / "model") if resume_from and not lora else None
