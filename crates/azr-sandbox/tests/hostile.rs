@@ -157,6 +157,25 @@ fn stdout_flood_is_capped_and_the_program_finishes() {
 }
 
 #[test]
+fn one_large_write_is_captured_whole_and_one_past_the_cap_says_what_it_dropped() {
+    // One print of more than a WASI write permit used to keep the first 64 KiB
+    // and lose the rest without a word.
+    let outcome = sandbox().run_script("print('a' * 100000, end='')\nprint('b')");
+    assert_eq!(outcome.error, None);
+    assert_eq!(outcome.stdout, format!("{}b\n", "a".repeat(100_000)));
+    let cap = sandbox().config().max_captured_bytes;
+    let outcome = sandbox().run_script(&format!("import os\nos.write(1, b'c' * {})", cap + 5000));
+    assert_eq!(outcome.error, None);
+    assert_eq!(
+        outcome.stdout,
+        format!(
+            "{}\n[azr: 5000 more bytes of output dropped]",
+            "c".repeat(cap)
+        )
+    );
+}
+
+#[test]
 fn stdout_and_stderr_are_captured() {
     let outcome = sandbox().run_script("import sys\nprint('out')\nprint('err', file=sys.stderr)");
     assert_eq!(outcome.stdout, "out\nerr\n");
