@@ -226,7 +226,14 @@ def test_seeds_from_an_export_enter_at_step_zero(tmp_path: Path) -> None:
     # An export of a trained run's buffer: its entries carry that run's steps.
     old = TaskBuffer()
     old.add_many(
-        [("deduction", {"program": f"def f(a):\n    return a + {i}", "input": "1"}, 200) for i in range(5)]
+        [
+            (
+                "deduction",
+                {"program": f"def f(a):\n    return a + {i}", "input": "1", "output": str(1 + i)},
+                200,
+            )
+            for i in range(5)
+        ]
     )
     export = tmp_path / "seeds.jsonl"
     old.export_jsonl(export)
@@ -237,6 +244,15 @@ def test_seeds_from_an_export_enter_at_step_zero(tmp_path: Path) -> None:
     for bad in (b'{"task_type": "deduction", "record": 3}', b'{"task_type": ["deduction"], "record": {}}'):
         export.write_bytes(b"\n".join([*export.read_bytes().splitlines()[:5], bad]) + b"\n")
         with pytest.raises(ConfigError, match="line 6: not a buffer export line"):
+            _import_seeds(TaskBuffer(), export)
+    # Lines that parse but hold no task a run can read (it failed at its first step).
+    for record, why in (
+        ('{"program": 5, "input": "1", "output": "1"}', "deduction record whose 'program' is missing"),
+        ('{"program": "def f(a):\\n    return a"}', "deduction record whose 'input' is missing"),
+    ):
+        line = f'{{"task_type": "deduction", "step": 0, "record": {record}}}'.encode()
+        export.write_bytes(b"\n".join([*export.read_bytes().splitlines()[:5], line]) + b"\n")
+        with pytest.raises(ConfigError, match=f"1 of 6 records are not tasks a run can use .first: a {why}"):
             _import_seeds(TaskBuffer(), export)
 
 
@@ -308,7 +324,14 @@ def test_seeds_are_read_from_a_folder_another_run_holds(tmp_path: Path) -> None:
     folder = tmp_path / "seeds"
     held = TaskBuffer.open(folder)  # another run starting from the same seeds holds its lock
     held.add_many(
-        [("deduction", {"program": f"def f(a):\n    return a + {i}", "input": "1"}, 3) for i in range(4)]
+        [
+            (
+                "deduction",
+                {"program": f"def f(a):\n    return a + {i}", "input": "1", "output": str(1 + i)},
+                3,
+            )
+            for i in range(4)
+        ]
     )
     held.flush()
     new = TaskBuffer()

@@ -43,7 +43,7 @@ from azr._core import ConfigError
 from azr.buffer import BufferError, TaskBuffer
 from azr.config import Config, dump_config, load_config, to_dict
 from azr.sandbox import Sandbox
-from azr.tasks.types import TaskType
+from azr.tasks.types import TaskType, record_problem
 
 STATE = "state.json"
 #: Overrides a resumed run may take and still continue exactly (where it runs,
@@ -499,6 +499,13 @@ def _import_seeds(buffer: TaskBuffer, source: Path) -> int:
         items = _export_records(source)
     else:
         raise ConfigError(f"selfplay.seed_buffer {str(source)!r}: no such folder or file")
+    bad = [(task, problem) for task, record, _ in items if (problem := record_problem(task, record))]
+    if bad:
+        raise ConfigError(
+            f"selfplay.seed_buffer {str(source)!r}: {len(bad)} of {len(items)} records are not "
+            f"tasks a run can use (first: a {bad[0][0]} record whose {bad[0][1]}); "
+            "seed from `azr seed` output, or fix or drop those records"
+        )
     added = sum(buffer.add_many(items))
     buffer.flush()
     return added

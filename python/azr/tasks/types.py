@@ -36,6 +36,31 @@ class Triplet:
         return cls(str(record["program"]), str(record["input"]), str(record["output"]))
 
 
+def record_problem(task: str, record: Any) -> str | None:
+    """Why ``record`` cannot be a buffer entry of ``task`` (a ``TaskType`` value),
+    or None: what a run reads from its buffer, checked where records come from
+    outside (seed buffers and exports)."""
+    if not isinstance(record, dict):
+        return "not an object"
+    if task == "induction":
+        fields = {"program": str, "inputs": list, "outputs": list, "message": str}
+    else:
+        fields = {"program": str, "input": str, "output": str}
+    for name, kind in fields.items():
+        if not isinstance(record.get(name), kind):
+            return f"{name!r} is missing or not a {kind.__name__}"
+    if task == "induction":
+        inputs, outputs = record["inputs"], record["outputs"]
+        if not all(isinstance(x, str) for x in (*inputs, *outputs)):
+            return "'inputs' and 'outputs' must hold strings"
+        if len(inputs) != len(outputs) or not inputs:
+            return "'inputs' and 'outputs' must be non-empty and of one length"
+        visible = record.get("visible", 5)
+        if type(visible) is not int or not 0 < visible < len(inputs):
+            return f"'visible' must be an integer between 1 and {len(inputs) - 1}"
+    return None
+
+
 #: The zero triplet every run starts from (SPEC §6).
 ZERO_TRIPLET = Triplet(program="def f(a):\n    return a", input="'Hello world'", output="'Hello world'")
 
