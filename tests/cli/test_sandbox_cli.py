@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import pytest
 from azr.cli import cli
 from azr.cli.jsonl import serve
 from azr.cli.sandbox import handle_request
@@ -188,3 +189,34 @@ def test_limits_out_of_range_are_usage_errors() -> None:
     for args in (["--timeout", "0"], ["--memory-mb", "0"], ["--workers", "-1"]):
         result = CliRunner().invoke(cli, ["sandbox", "run", *args], input="")
         assert result.exit_code == 2 and "Invalid value" in result.output, args
+
+
+@pytest.mark.parametrize("command", [["sandbox", "run"], ["validate"], ["grade"]])
+def test_ctrl_c_ends_a_session_cleanly(command: list[str]) -> None:
+    """Ctrl-C while the reader waits on stdin (a pipe from another process that
+    stays open): click's "Aborted!" and exit 1, not an interpreter aborting at
+    shutdown on the reader thread's lock of stdin (SIGABRT)."""
+    import signal
+
+    feeder = subprocess.Popen(["bash", "-c", "echo not-json; exec sleep 60"], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "azr", *command, "--workers", "1"],
+        stdin=feeder.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "invalid" in proc.stdout.readline()  # serving: it answered the first line
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        for child in (proc, feeder):
+            child.kill()
+            child.wait()
+        for pipe in (feeder.stdout, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert proc.returncode == 1, err
+    assert "Aborted!" in err and "Fatal Python error" not in err

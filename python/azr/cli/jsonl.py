@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
@@ -65,14 +66,39 @@ def _valid_unicode(value: Any) -> bool:
     return True
 
 
-def stdin_lines() -> IO[str]:
-    """Standard input as text whatever the locale: bytes that are not UTF-8
-    become lone surrogates, which ``parse_request`` refuses line by line,
-    instead of an error that would end the stream."""
-    return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+def stdin_lines() -> Iterable[str]:
+    """Standard input's lines as text whatever the locale: bytes that are not
+    UTF-8 become lone surrogates, which ``parse_request`` refuses line by line,
+    instead of an error that would end the stream.
+
+    Read from the descriptor itself, not through ``sys.stdin``: ``serve`` reads
+    on a daemon thread, and one blocked inside a buffered reader holds its lock,
+    so an interpreter shutting down on Ctrl-C aborted ("could not acquire lock
+    for <stdin>") instead of exiting."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # no descriptor (a test's stdin)
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+    return _descriptor_lines(fd)
 
 
-def serve(handle: Handler, source: IO[str], sink: IO[str], parallel: int) -> int:
+def _descriptor_lines(fd: int) -> Iterator[str]:
+    pending = bytearray()
+    while chunk := os.read(fd, 1 << 16):
+        start = len(pending)
+        pending += chunk
+        end = pending.find(b"\n", start)
+        begin = 0
+        while end >= 0:
+            yield pending[begin : end + 1].decode("utf-8", "surrogateescape")
+            begin = end + 1
+            end = pending.find(b"\n", begin)
+        del pending[:begin]
+    if pending:
+        yield pending.decode("utf-8", "surrogateescape")
+
+
+def serve(handle: Handler, source: Iterable[str], sink: IO[str], parallel: int) -> int:
     """Answer each non-blank line of ``source`` on ``sink``, in order.
 
     A reader thread submits requests as they arrive while this thread writes
