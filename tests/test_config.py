@@ -139,3 +139,46 @@ def test_kl_settings_that_cannot_work_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"trainer\.zero_stage=2, or LoRA"):
         load_config(None, zero3)
     assert load_config(None, [*zero3[:2], "selfplay.kl_coef=0.1"]).selfplay.kl_coef == 0.1
+
+
+def test_files_that_are_not_text_or_alias_themselves_are_clear_errors(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe run:\n  steps: 1\n")
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0\)"):
+        load_config(binary)
+    looped = tmp_path / "looped.yaml"
+    looped.write_text("run: &a [*a]\n")
+    with pytest.raises(ConfigError, match="alias refers to a node that contains it"):
+        load_config(looped)
+    with pytest.raises(ConfigError, match="alias refers to a node that contains it"):
+        load_config(None, ["run.steps=&x [*x]"])
+    shared = tmp_path / "shared.yaml"  # an alias used twice is fine
+    shared.write_text("trainer: &t {lr: 2.0e-6}\nrun: {steps: 3}\n")
+    assert load_config(shared).trainer.lr == 2e-6
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it(tmp_path: Path) -> None:
+    """Nine aliases of nine aliases, twelve deep: 9**12 elements if expanded (the
+    config reader's number pass and the error's repr both did); in a child with
+    2 GiB of address space the error must still come back."""
+    import subprocess
+    import sys
+
+    value = '&l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'
+    for i in range(1, 12):
+        value = f"&l{i} [" + ",".join([value] + [f"*l{i - 1}"] * 8) + "]"
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(f"run:\n  steps: {value}\n")
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+        "from azr.config import load_config\n"
+        "try:\n    load_config(sys.argv[1])\n"
+        "except Exception as e:\n    print(type(e).__name__, str(e)[:60])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.startswith("ConfigError run.steps: expected an integer, got [[["), (
+        out.stdout + out.stderr
+    )

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -242,7 +243,7 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         if value not in typing.get_args(tp):
             choices = ", ".join(repr(a) for a in typing.get_args(tp))
-            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
+            raise ConfigError(f"{key}: {_shown(value)} is not one of {choices}")
         return value
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
@@ -255,36 +256,36 @@ def _check(value: Any, tp: Any, key: str) -> Any:
                 return _check(value, arg, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: {value!r} does not fit {tp}")
+        raise ConfigError(f"{key}: {_shown(value)} does not fit {tp}")
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {_shown(value)}")
         return tuple(_check(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {_shown(value)}")
         if not math.isfinite(value):
-            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{key}: expected a finite number, got {_shown(value)}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {_shown(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {_shown(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {_shown(value)}")
         return value
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {_shown(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
@@ -315,44 +316,71 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+_SHOWN = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 3, 6, 6, 80, 80
+
+
+def _shown(value: Any) -> str:
+    """A value in an error message, cut short: a YAML alias can make a small file
+    a structure of billions of elements, and a full repr would expand them."""
+    return _SHOWN.repr(value)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``key.sub=value`` with the value read as YAML (``1e-6`` is a number, ``null`` is None)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
+        value = _numbers(yaml.safe_load(raw)) if raw.strip() else ""
+    except (yaml.YAMLError, ValueError) as exc:
         raise ConfigError(f"override {text!r}: {exc}") from exc
-    return key.strip(), _numbers(value)
+    return key.strip(), value
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    return _numbers(data)
+    try:
+        return _numbers(data)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 _SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
-def _numbers(node: Any) -> Any:
-    """Read what YAML 1.1 leaves as the string '1e-6' as the number it means."""
+def _numbers(node: Any, done: dict[int, Any] | None = None) -> Any:
+    """Read what YAML 1.1 leaves as the string '1e-6' as the number it means.
+
+    YAML aliases (``*name``) share one node: each is converted once, so aliases
+    of aliases (a "billion laughs" file) cost their size on the page, not their
+    expansion; a node that contains itself is a ValueError."""
+    done = {} if done is None else done
+    if not isinstance(node, dict | list):
+        return float(node) if isinstance(node, str) and _SCIENTIFIC.fullmatch(node) else node
+    key = id(node)
+    if key in done:
+        if done[key] is None:
+            raise ValueError("a YAML alias refers to a node that contains it")
+        return done[key]
+    done[key] = None  # being converted
     if isinstance(node, dict):
-        return {k: _numbers(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_numbers(v) for v in node]
-    if isinstance(node, str) and _SCIENTIFIC.fullmatch(node):
-        return float(node)
-    return node
+        out: Any = {k: _numbers(v, done) for k, v in node.items()}
+    else:
+        out = [_numbers(v, done) for v in node]
+    done[key] = out
+    return out
 
 
 #: Other names of keys: the names SPEC.md and the paper's code use.

@@ -97,10 +97,11 @@ def test_a_failed_override_leaves_the_run_as_it_was(base: Path, tmp_path: Path) 
     assert azr("train", "--resume", str(run), "--steps", "3").returncode == 0
 
 
-def test_an_emptied_config_is_taken_from_the_checkpoint(base: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", [b"", b"\xff\xfe\x00garbage"], ids=["emptied", "not-text"])
+def test_a_damaged_config_is_taken_from_the_checkpoint(base: Path, tmp_path: Path, damage: bytes) -> None:
     run = _copy(base, tmp_path)
     before = (run / "config.yaml").read_text()
-    (run / "config.yaml").write_text("")
+    (run / "config.yaml").write_bytes(damage)
     again = azr("train", "--resume", str(run), "--steps", "3")
     assert again.returncode == 0, again.stderr[-4000:]
     assert "config.yaml is damaged" in again.stdout

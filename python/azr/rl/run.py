@@ -561,8 +561,8 @@ def _sections_missing(path: Path) -> list[str]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         data = None
     names = [f.name for f in fields(Config)]
     return names if not isinstance(data, dict) else [n for n in names if n not in data]
