@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from azr.buffer import TaskBuffer
 from azr.cli import cli
 from click.testing import CliRunner
@@ -89,3 +90,17 @@ def test_salvage_opens_a_damaged_buffer_with_what_can_be_read(tmp_path: Path) ->
     assert "kept 49 entries" in result.output and "wal-00000000.log" in result.output
     stats = json.loads(runner.invoke(cli, ["buffer", "stats", str(folder), "--json"]).output)
     assert stats["deduction"]["live"] == 49
+
+
+@pytest.mark.parametrize("command", ["stats", "export", "salvage"])
+def test_a_folder_without_a_buffer_is_refused_and_left_as_it_was(tmp_path: Path, command: str) -> None:
+    """Given a run folder for RUN/buffer (or any folder), inspecting must not make it a buffer."""
+    run = tmp_path / "run"
+    TaskBuffer.open(run / "buffer").flush()
+    (run / "config.yaml").write_text("run: {}\n")
+    before = sorted(p.name for p in run.iterdir())
+    args = [command, str(run)] + ([str(tmp_path / "out.jsonl")] if command == "export" else [])
+    result = CliRunner().invoke(cli, ["buffer", *args])
+    assert result.exit_code != 0
+    assert f"no buffer folder here (a run keeps its buffer in {run / 'buffer'})" in result.output
+    assert sorted(p.name for p in run.iterdir()) == before

@@ -13,9 +13,25 @@ from azr.buffer import BufferError, TaskBuffer
 from azr.tasks.types import TaskType
 
 
+def _is_buffer(path: Path) -> bool:
+    """Whether ``path`` holds a durable buffer: its settings, a log or a snapshot."""
+    return path.is_dir() and any(
+        next(path.glob(pattern), None) is not None
+        for pattern in ("settings.json", "wal-*.log", "snapshot-*.bin")
+    )
+
+
+def _existing(path: Path) -> None:
+    """Refuse a folder that holds no buffer: opening one would make it a buffer
+    (its lock, settings and log), say a run folder given for RUN/buffer."""
+    if not _is_buffer(path):
+        hint = f" (a run keeps its buffer in {path / 'buffer'})" if _is_buffer(path / "buffer") else ""
+        raise click.ClickException(f"{path}: no buffer folder here{hint}")
+
+
 def _open(path: Path, must_exist: bool = True) -> TaskBuffer:
-    if must_exist and not path.is_dir():
-        raise click.ClickException(f"{path}: no buffer folder here")
+    if must_exist:
+        _existing(path)
     try:
         return TaskBuffer.open_existing(path)  # with the settings it was written with
     except BufferError as exc:
@@ -86,6 +102,7 @@ def salvage_command(path: Path) -> None:
     Damaged spans are skipped and the whole records after them kept; each
     damaged file is kept beside as NAME.damaged, and the buffer is rewritten
     so that it opens normally from then on."""
+    _existing(path)
     try:
         buf = TaskBuffer.salvage(path)
     except BufferError as exc:
