@@ -274,6 +274,29 @@ def resolve(path: str, revision: str | None = None) -> tuple[str, dict[str, Any]
     return (str(local) if local.exists() else path), ({"revision": revision} if revision else {})
 
 
+#: What ``from_pretrained`` raises for a folder or id that holds no loadable model or
+#: tokenizer (missing, unreachable, or a config.json of the wrong shape).
+LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError)
+
+
+def load_tokenizer(source: str, label: str, chat: bool = False, **kwargs: Any) -> Any:
+    """The tokenizer of ``source`` (a folder or hub id), or a ConfigError naming
+    ``label``; ``chat`` also requires a chat template."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:
+        raise ConfigError(
+            f"{label}: loading a tokenizer needs transformers: pip install 'azr[train]'"
+        ) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except LOAD_ERRORS as exc:
+        raise ConfigError(f"{label}: cannot load the tokenizer: {type(exc).__name__}: {exc}") from exc
+    if chat and not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(f"{label}: the tokenizer of {source!r} has no chat template; use the r1 template")
+    return tokenizer
+
+
 def load_pretrained(
     source: str,
     kwargs: dict[str, Any],
@@ -298,8 +321,8 @@ def load_pretrained(
             dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32,
             **({} if weights else kwargs),
         )
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{label}: cannot load the model: {exc}") from exc
+    except LOAD_ERRORS as exc:
+        raise ConfigError(f"{label}: cannot load the model: {type(exc).__name__}: {exc}") from exc
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if not hasattr(next(model.parameters()), "ds_id"):  # ZeRO-3 partitions are placed already

@@ -76,3 +76,23 @@ def test_eval_errors_are_clear(tmp_path: Path) -> None:
     odd.write_text('{"benchmarks": [1, 2]}')
     r = azr("eval", "--compare", str(odd), str(odd))
     assert r.returncode != 0 and "not the results.json of an azr eval" in r.stderr
+
+
+def test_chat_template_without_one_in_the_tokenizer_is_a_clear_error(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model_dir, plain)
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    r = azr(
+        "eval", "--model", str(plain), "--suite", "cruxeval-o", "--limit", "1", "--template", "chat",
+        "--data-dir", str(shared_data() / "eval"), "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert r.returncode != 0 and "has no chat template; use --template r1" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr

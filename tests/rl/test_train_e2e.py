@@ -150,9 +150,28 @@ def test_sigterm_checkpoints_and_stops(tmp_path: Path) -> None:
             "cannot generate with ZeRO-3",
         ),
         (["train", "--out", "{tmp}/r", "model.path=azr-test/no-such-model"], "cannot load the model"),
+        (["train", "--out", "{tmp}/r", "model.path={tmp}/listed"], "cannot load the model: TypeError"),
+        (
+            [
+                "prompt",
+                "--task",
+                "deduction",
+                "--role",
+                "propose",
+                "--template",
+                "chat",
+                "--tokenizer",
+                "{tmp}/empty",
+            ],
+            "cannot load the tokenizer",
+        ),
+        (["eval", "--model", "{tmp}/listed", "--suite", ",,"], "names no benchmark"),
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "listed").mkdir()
+    (tmp_path / "listed" / "config.json").write_text("[1, 2]")  # JSON, but not a config
+    (tmp_path / "empty").mkdir()
     result = azr(*[a.format(tmp=tmp_path) for a in args])
     assert result.returncode != 0
     assert message in result.stderr, result.stderr

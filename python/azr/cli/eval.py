@@ -141,8 +141,11 @@ def eval_command(
         raise click.ClickException(
             f"azr eval needs the training stack: pip install 'azr[train,eval]' ({exc})"
         ) from exc
+    named = tuple(s.strip() for v in suites for s in v.split(",") if s.strip())
+    if suites and not named:
+        raise click.UsageError(f"--suite {','.join(suites)!r} names no benchmark")
     opts = EvalOptions(
-        suites=tuple(s.strip() for v in suites for s in v.split(",") if s.strip()),
+        suites=named,
         limit=limit,
         max_tokens=max_tokens,
         template=template,
@@ -159,6 +162,10 @@ def eval_command(
     try:
         samples = load_samples(opts)  # a bad source fails before the model loads
         engine, tokenizer = load_engine(model_path, backend, dtype, batch_size)
+        if template == "chat" and not getattr(tokenizer, "chat_template", None):
+            raise click.ClickException(
+                f"--template chat: the tokenizer of {model_path!r} has no chat template; use --template r1"
+            )
         meta = {"model": model_path, "backend": backend}
         results = evaluate(engine, tokenizer, opts, out, console, meta=meta, samples=samples)
     except (AzrError, RuntimeError) as exc:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from azr._core import ConfigError
 from azr.cli.jsonl import parse_request, serve, stdin_lines
 from azr.cli.sandbox import limits, make_sandbox, parallel
 from azr.sandbox import Sandbox
@@ -41,11 +42,12 @@ def _read_records(path: Path | None) -> list[dict[str, Any]]:
 def _load_tokenizer(name: str | None) -> prompts.ChatTokenizer:
     if name is None:
         raise click.ClickException("--template chat needs --tokenizer (a local folder or a hub id)")
+    from azr.models import load_tokenizer
+
     try:
-        from transformers import AutoTokenizer  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise click.ClickException("--template chat needs transformers: pip install 'azr[train]'") from exc
-    tokenizer: prompts.ChatTokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer: prompts.ChatTokenizer = load_tokenizer(name, "--tokenizer", chat=True)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     return tokenizer
 
 

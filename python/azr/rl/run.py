@@ -191,11 +191,13 @@ def _check_same_model(ckpt: Path, name: str, path: str, kwargs: dict[str, Any]) 
     differently) is an error, not a run that pairs weights with the wrong tokens."""
     from transformers import AutoConfig, AutoTokenizer
 
+    from azr.models import LOAD_ERRORS
+
     saved = ckpt / "model"
     try:
         new = AutoConfig.from_pretrained(path, **kwargs).to_dict()
         old = json.loads((saved / "config.json").read_text())
-    except (OSError, ValueError):
+    except LOAD_ERRORS:
         return  # loading reports an unreadable model.path, and _reading a damaged checkpoint
     differ = [
         f"{k} {new.get(k)} (the checkpoint's: {old[k]})" for k in _SHAPE if k in old and new.get(k) != old[k]
@@ -206,7 +208,7 @@ def _check_same_model(ckpt: Path, name: str, path: str, kwargs: dict[str, Any]) 
                 AutoTokenizer.from_pretrained(saved).get_vocab()
                 == AutoTokenizer.from_pretrained(path, **kwargs).get_vocab()
             )
-        except (OSError, ValueError):
+        except LOAD_ERRORS:
             return
         if not same:
             differ = ["its tokenizer's vocabulary"]
@@ -301,9 +303,9 @@ class Run:
         lora = config.trainer.lora_rank > 0
         weights = str(resume_from / "model") if resume_from and not lora else None
         if placement.uses_ray:
-            from transformers import AutoTokenizer
+            from azr.models import load_tokenizer
 
-            self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+            self.tokenizer = load_tokenizer(path, f"model.path {config.model.path!r}", **kwargs)
         else:
             if config.trainer.backend == "deepspeed":
                 from azr.rl.backends import join_process_group
