@@ -72,7 +72,7 @@ def plot_command(run: Path) -> None:
     from azr.rl.plots import plot_run
 
     try:
-        click.echo(str(plot_run(run)))
+        click.echo(str(plot_run(run, warn=lambda text: click.echo(f"warning: {text}", err=True))))
     except ImportError as exc:
         raise click.ClickException(f"azr plot needs matplotlib: pip install 'azr[train]' ({exc})") from exc
     except (OSError, ValueError) as exc:
