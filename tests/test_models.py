@@ -96,6 +96,13 @@ def test_cli_builds_tiny(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["model", "tiny", "--out", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m" / "model.safetensors").is_file()
+    # Never over a folder that holds something (a run, another model).
+    stamp = (tmp_path / "m" / "model.safetensors").stat().st_mtime_ns
+    again = CliRunner().invoke(cli, ["model", "tiny", "--out", str(tmp_path / "m"), "--seed", "1"])
+    assert again.exit_code != 0 and "is not empty" in again.output
+    assert (tmp_path / "m" / "model.safetensors").stat().st_mtime_ns == stamp
+    huge = CliRunner().invoke(cli, ["model", "tiny", "--out", str(tmp_path / "n"), "--seed", str(2**70)])
+    assert huge.exit_code == 2 and "--seed" in huge.output
 
 
 @pytest.mark.parametrize(("shape", "non_embedding"), [("0.5b", 0.36e9), ("1.5b", 1.31e9)])

@@ -78,6 +78,15 @@ def test_demo_runs() -> None:
     assert "nondeterministic" in result.output and "proposals/s" in result.output
 
 
+def test_demo_with_limits_too_tight_for_its_benchmark_says_so() -> None:
+    result = CliRunner().invoke(cli, ["sandbox", "demo", "--timeout", "0.0001"])
+    assert result.exit_code == 1 and not isinstance(result.exception, AssertionError)
+    assert (
+        "400 of 400 benchmark proposals failed (timeout" in result.output
+        and "raise --timeout" in result.output
+    )
+
+
 def test_text_that_is_not_unicode_is_an_invalid_request_and_the_stream_goes_on() -> None:
     stdin = (
         b'{"id": 1, "code": "print(1) # \xff"}\n'  # a byte that is not UTF-8

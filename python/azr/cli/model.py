@@ -17,7 +17,7 @@ def model() -> None:
 
 @model.command("tiny")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option(
     "--shape",
     type=click.Choice(list(SHAPES)),
@@ -33,6 +33,8 @@ def tiny_command(out: Path, seed: int, shape: str) -> None:
         raise click.ClickException(
             "azr model tiny needs the training stack: pip install 'azr[train]'"
         ) from exc
+    if out.exists() and any(out.iterdir()):
+        raise click.ClickException(f"{out} is not empty; build the model into a new or empty folder")
     start = time.perf_counter()
     try:
         build_tiny(out, seed=seed, shape=shape)

@@ -154,7 +154,14 @@ def demo_command(timeout_s: float, memory_mb: int, workers: int) -> None:
     t = time.perf_counter()
     done = sb.validate_batch(jobs)
     elapsed = time.perf_counter() - t
-    assert all(r.ok for r in done)
+    failed = [r for r in done if not r.ok]
+    if failed:  # limits too tight for these programs (a tiny --timeout), or a busy host
+        first = failed[0].error
+        raise click.ClickException(
+            f"{len(failed)} of {len(jobs)} benchmark proposals failed "
+            f"({first.kind if first else '?'}: {first.message if first else ''}); "
+            f"raise --timeout (now {min(timeout_s, 2.0)} s) or --memory-mb"
+        )
     console.print(
         f"validated {len(jobs)} proposals (2 fresh instances + 1 judge each) in {elapsed:.2f} s: "
         f"[bold]{len(jobs) / elapsed:.0f} proposals/s[/] on {workers or _cores()} workers"
