@@ -31,8 +31,15 @@ def train_command(
         raise click.ClickException(
             f"azr train needs the training stack: pip install 'azr[train]' ({exc})"
         ) from exc
+    from azr.rl.run import StoppedBySignal
+
     try:
         train(config_path, overrides, out, resume, steps)
+    except StoppedBySignal as exc:
+        # Checkpointed and stopped early: the shell's code for that signal, so a
+        # script or scheduler can tell it from a finished run (exit 0).
+        click.echo(str(exc))
+        raise SystemExit(128 + exc.signum) from None
     except AzrError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # a full disk, a read-only folder: the last checkpoint stays intact

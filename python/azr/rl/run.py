@@ -677,11 +677,21 @@ def _preset(name: str | None) -> Path:
     raise ConfigError(f"config {name!r}: no such file or preset (presets: {known})")
 
 
+class StoppedBySignal(Exception):
+    """The run checkpointed and stopped early on SIGINT/SIGTERM (``signum``), so a
+    script can tell it from a finished run (``azr train`` exits 128 + signum)."""
+
+    def __init__(self, folder: Path, step: int, signum: int) -> None:
+        super().__init__(f"stopped by a signal after step {step}; resume with: azr train --resume {folder}")
+        self.folder, self.step, self.signum = folder, step, signum
+
+
 class _Stop:
     """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = 0
         self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -689,7 +699,7 @@ class _Stop:
             # A second signal: stop now. The last checkpoint is intact.
             self.restore()
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def restore(self) -> None:
         for sig, old in self._old.items():
@@ -757,8 +767,7 @@ def train(
             console.print(f"{shown} is already at step {start}; raise --steps to train further")
             return shown
         if stop.requested:
-            console.print(f"stopped by a signal after step {start}; resume with: azr train --resume {shown}")
-            return shown
+            raise StoppedBySignal(shown, start, stop.signum)
         console.print(
             f"[bold]azr train[/] {shown}: steps {start + 1}..{config.run.steps}, model {config.model.path}"
         )
@@ -784,9 +793,6 @@ def train(
             if step % config.run.save_every == 0 or step == config.run.steps or stop.requested:
                 run.checkpoint(step)
             if stop.requested:
-                console.print(
-                    f"stopped by a signal after step {step}; resume with: azr train --resume {shown}"
-                )
                 break
     finally:
         stop.restore()
@@ -804,6 +810,8 @@ def train(
         plot_run(folder)
     except ImportError:
         pass
+    if stop.requested:
+        raise StoppedBySignal(shown, step, stop.signum)
     return shown
 
 
