@@ -387,3 +387,61 @@ def test_resuming_with_a_model_of_another_shape_is_an_error(base: Path, tmp_path
     (other / "config.json").write_text(json.dumps(config))
     runs.train(resume=run, steps=4, overrides=(f"model.path={other}",), console=Console(quiet=True))
     assert steps_logged(run) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("part", ["model", "optimizer"])
+def test_nonfinite_values_that_keep_a_files_size_are_blamed_on_the_checkpoint(
+    base: Path, tmp_path: Path, part: str
+) -> None:
+    """Damage the size check cannot see: a NaN written into the weights or the
+    optimizer's moments. Loaded, it made every weight NaN at the next update and
+    was saved as the newest checkpoint; now resuming names the file and the
+    older checkpoint to resume from."""
+    import torch
+    from azr.rl.run import nonfinite_weights
+    from safetensors.torch import load_file, save_file
+
+    run = _copy(base, tmp_path)
+    ckpt = run / "step_3"
+    if part == "model":
+        path = ckpt / "model" / "model.safetensors"
+        weights = load_file(str(path))
+        name = sorted(weights)[0]
+        weights[name].view(-1)[0] = float("nan")
+        save_file(weights, str(path), metadata={"format": "pt"})
+        assert nonfinite_weights(ckpt) == f"model/model.safetensors: {name}"
+    else:
+        path = ckpt / "optimizer.pt"
+        state = torch.load(path, weights_only=True)
+        moments = next(iter(state["optimizer"]["state"].values()))["exp_avg_sq"]
+        moments.view(-1)[0] = float("nan")
+        torch.save(state, path)
+    assert [step for step, _ in checkpoints(run)] == [2, 3], "the file kept its size"
+    again = azr("train", "--resume", str(run), "--steps", "4")
+    assert again.returncode != 0
+    assert "non-finite" in again.stderr and "move it away to resume from" in again.stderr, again.stderr[
+        -3000:
+    ]
+    assert str(run / "step_2") in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_checkpoint_of_nonfinite_weights_is_not_written(tmp_path: Path) -> None:
+    """A run whose weights went NaN stops before saving them: the newest
+    checkpoint stays one a run can continue from, and none is pruned for it."""
+    import types
+
+    import torch
+    from azr._core import AzrError
+    from azr.rl.run import Run
+    from safetensors.torch import save_file
+
+    def save(folder: Path) -> None:
+        (folder / "model").mkdir(parents=True)
+        save_file({"w": torch.tensor([1.0, float("inf")])}, str(folder / "model" / "model.safetensors"))
+
+    run = object.__new__(Run)
+    run.folder = tmp_path
+    run.trainer = types.SimpleNamespace(save=save)
+    with pytest.raises(AzrError, match=r"no longer finite after step 5 \(model/model.safetensors: w\)"):
+        run.checkpoint(5)
+    assert list(tmp_path.iterdir()) == []

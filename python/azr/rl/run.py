@@ -39,7 +39,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from azr._core import ConfigError
+from azr._core import AzrError, ConfigError
 from azr.buffer import BufferError, TaskBuffer
 from azr.config import Config, dump_config, load_config, to_dict
 from azr.sandbox import Sandbox
@@ -220,6 +220,22 @@ def _check_same_model(ckpt: Path, name: str, path: str, kwargs: dict[str, Any]) 
         )
 
 
+def nonfinite_weights(ckpt: Path) -> str | None:
+    """The first weight in ``ckpt``'s safetensors files (the model, a LoRA adapter)
+    that holds a NaN or an infinity, as ``file: name``; None when all are finite.
+    Reads every weight once (from the page cache right after a save)."""
+    import torch
+    from safetensors import safe_open
+
+    for file in sorted(ckpt.rglob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            for name in f.keys():
+                tensor = f.get_tensor(name)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    return f"{file.relative_to(ckpt)}: {name}"
+    return None
+
+
 class CheckpointUnreadable(Exception):
     """Reading checkpoint ``ckpt`` failed in a way a different config or
     environment would not fix (a damaged or foreign file)."""
@@ -389,6 +405,10 @@ class Run:
         """The optimizer and random states of checkpoint ``ckpt``."""
         import torch
 
+        bad = nonfinite_weights(ckpt)
+        if bad is not None:  # damage that kept the file's size, or a diverged run's
+            raise ValueError(f"non-finite weights in {bad}")
+
         self.trainer.load_optimizer(ckpt)
         rng = torch.load(ckpt / "rng.pt", weights_only=True)
         random.setstate(rng["python"])
@@ -437,6 +457,21 @@ class Run:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         self.trainer.save(tmp)
+        bad = nonfinite_weights(tmp)
+        if bad is not None:
+            # Saving it would make the newest checkpoint one no run can continue
+            # from, and could prune the good ones before it.
+            shutil.rmtree(tmp, ignore_errors=True)
+            newest = checkpoints(self.folder)
+            raise AzrError(
+                f"the weights are no longer finite after step {step} ({bad}); the run stops without "
+                "saving them"
+                + (
+                    f"; resume from {newest[-1][1]} (the newest checkpoint), perhaps with a lower trainer.lr"
+                    if newest
+                    else ""
+                )
+            )
         self.tokenizer.save_pretrained(
             tmp / "model"
         )  # step_N/model is a complete HF folder (azr eval --model)

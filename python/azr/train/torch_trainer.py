@@ -132,6 +132,16 @@ class TorchTrainer:
         state = torch.load(folder / "optimizer.pt", weights_only=True)
         if "optimizer" not in state:  # written before master weights existed: the bare optimizer state
             state = {"optimizer": state}
+        # Damage that kept the file's size loads without complaint and turns every
+        # weight into NaN at the first update: refused here, where it can be blamed.
+        for slot in state["optimizer"].get("state", {}).values():
+            for key, value in slot.items():
+                if (
+                    torch.is_tensor(value)
+                    and value.is_floating_point()
+                    and not bool(torch.isfinite(value).all())
+                ):
+                    raise ValueError(f"optimizer.pt: non-finite values in the optimizer's {key!r}")
         self.optimizer.load_state_dict(state["optimizer"])
         saved = state.get("master")
         if self.master is not None and saved:
