@@ -445,3 +445,12 @@ def test_a_checkpoint_of_nonfinite_weights_is_not_written(tmp_path: Path) -> Non
     with pytest.raises(AzrError, match=r"no longer finite after step 5 \(model/model.safetensors: w\)"):
         run.checkpoint(5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_step_folder_without_its_state_is_named_on_resume(base: Path, tmp_path: Path) -> None:
+    run = _copy(base, tmp_path)
+    shutil.copytree(run / "step_3", run / "step_4")
+    (run / "step_4" / "state.json").unlink()
+    again = azr("train", "--resume", str(run), "--steps", "3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "step_4 has no state.json, so it is no complete checkpoint" in " ".join(again.stdout.split())

@@ -586,7 +586,10 @@ def _trim_metrics(path: Path, last_step: int, warn: Any = None) -> None:
     kept = [line for line, step in lines if step is not None and step <= last_step]
     torn = sum(step is None for _, step in lines)
     if torn and warn is not None:
-        warn(f"{path}: dropped {torn} line(s) that do not parse (cut short by a crash or a full disk)")
+        warn(
+            f"{path}: dropped {torn} line(s) that are no step's metrics "
+            "(cut short by a crash or a full disk, or edited)"
+        )
     # Also when the last line lacks its newline: the next step's line would join it.
     if len(kept) != len(lines) or (text and not text.endswith("\n")):
         write_atomically(path, "".join(line + "\n" for line in kept))
@@ -644,10 +647,19 @@ def prepare(
             raise ConfigError("--resume takes the config from the run folder; drop --config")
         folder = resume.resolve()
         if not (folder / "config.yaml").is_file() and not checkpoints(folder):
-            raise ConfigError(f"{resume}: not a run folder (no config.yaml)")
+            raise ConfigError(
+                f"{resume}: not a run folder (no config.yaml); a run stopped before it wrote one "
+                "starts again with the command that started it (azr train --out ...)"
+            )
         lock = RunLock(folder)
         try:
             _remove_temporaries(folder)
+            for path in sorted(folder.glob("step_*")):
+                if path.name[5:].isdigit() and not (path / STATE).is_file():
+                    warn(
+                        f"{path} has no {STATE}, so it is no complete checkpoint; "
+                        "its step will be redone over it"
+                    )
             done = checkpoints(folder, warn)
             start, ckpt = done[-1] if done else (0, None)
             damaged = [p.name for _, p, damage in _claimed(folder) if damage] if ckpt is None else []
