@@ -46,6 +46,9 @@ from azr.sandbox import Sandbox
 from azr.tasks.types import TaskType, record_problem
 
 STATE = "state.json"
+#: What a checkpoint leaves out of a buffer folder: its lock, and the damaged
+#: originals ``azr buffer salvage`` keeps beside.
+_NOT_CHECKPOINTED = shutil.ignore_patterns("LOCK", "*.damaged")
 #: Overrides a resumed run may take and still continue exactly (where it runs,
 #: how often it saves and logs, how batches are split into micro-batches).
 RESUMABLE = ("run.", "resources.", "sandbox.workers", "sandbox.processes", "trainer.micro_batch_")
@@ -87,14 +90,15 @@ def _damage(path: Path) -> str | None:
     return None
 
 
+def _step_folders(run: Path) -> list[tuple[int, Path]]:
+    """Every ``step_N`` folder of a run, complete or not, oldest first."""
+    return sorted((int(p.name[5:]), p) for p in run.glob("step_*") if p.name[5:].isdigit())
+
+
 def _claimed(run: Path) -> list[tuple[int, Path, str | None]]:
     """Every checkpoint that says it is complete (has its ``state.json``), oldest
     first, with why it cannot be trusted (None: its files match)."""
-    return sorted(
-        (int(p.name[5:]), p, _damage(p))
-        for p in run.glob("step_*")
-        if p.name[5:].isdigit() and (p / STATE).is_file()
-    )
+    return [(step, p, _damage(p)) for step, p in _step_folders(run) if (p / STATE).is_file()]
 
 
 def checkpoints(run: Path, warn: Any = None) -> list[tuple[int, Path]]:
@@ -163,10 +167,8 @@ def refresh_manifest(buffer_dir: Path) -> Path | None:
     except (OSError, ValueError):
         return None  # unreadable: the checkpoint is passed over anyway, and says why
     files = {k: v for k, v in state.get("files", {}).items() if not k.startswith("buffer/")}
-    # What a checkpoint copies of a buffer (its lock and the damaged originals stay out).
-    kept = shutil.ignore_patterns("LOCK", "*.damaged")
     for name, size in _sync_tree(ckpt / "buffer").items():
-        if not kept(".", [Path(name).name]):
+        if not _NOT_CHECKPOINTED(".", [Path(name).name]):
             files[f"buffer/{name}"] = size
     write_atomically(ckpt / STATE, json.dumps({**state, "files": files}))
     return ckpt / STATE
@@ -315,6 +317,10 @@ class Run:
         path, kwargs = resolve(config.model.path, config.model.revision)
         if resume_from is not None:
             _check_same_model(resume_from, config.model.path, path, kwargs)
+            with _reading(resume_from):
+                bad = nonfinite_weights(resume_from)
+                if bad is not None:  # damage that kept the file's size, or a diverged run's
+                    raise ValueError(f"non-finite weights in {bad}")
         # A LoRA run resumes from the base model plus its saved adapter.
         lora = config.trainer.lora_rank > 0
         weights = str(resume_from / "model") if resume_from and not lora else None
@@ -405,10 +411,6 @@ class Run:
         """The optimizer and random states of checkpoint ``ckpt``."""
         import torch
 
-        bad = nonfinite_weights(ckpt)
-        if bad is not None:  # damage that kept the file's size, or a diverged run's
-            raise ValueError(f"non-finite weights in {bad}")
-
         self.trainer.load_optimizer(ckpt)
         rng = torch.load(ckpt / "rng.pt", weights_only=True)
         random.setstate(rng["python"])
@@ -481,9 +483,7 @@ class Run:
         torch.save(rng, tmp / "rng.pt")
         self.buffer.flush()
         self.buffer.compact()
-        shutil.copytree(
-            self.folder / "buffer", tmp / "buffer", ignore=shutil.ignore_patterns("LOCK", "*.damaged")
-        )
+        shutil.copytree(self.folder / "buffer", tmp / "buffer", ignore=_NOT_CHECKPOINTED)
         (tmp / "config.yaml").write_text(dump_config(self.config))
         # Everything on disk before state.json says so, and state.json on disk before
         # the rename: a crash leaves the last checkpoint or this one, whole.
@@ -654,8 +654,8 @@ def prepare(
         lock = RunLock(folder)
         try:
             _remove_temporaries(folder)
-            for path in sorted(folder.glob("step_*")):
-                if path.name[5:].isdigit() and not (path / STATE).is_file():
+            for _, path in _step_folders(folder):
+                if not (path / STATE).is_file():
                     warn(
                         f"{path} has no {STATE}, so it is no complete checkpoint; "
                         "its step will be redone over it"
@@ -737,16 +737,20 @@ class _Stop:
     """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step."""
 
     def __init__(self) -> None:
-        self.requested = False
         self.signum = 0
+        """The first signal received (0: none)."""
         self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum != 0
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             # A second signal: stop now. The last checkpoint is intact.
             self.restore()
             raise KeyboardInterrupt
-        self.requested, self.signum = True, signum
+        self.signum = signum
 
     def restore(self) -> None:
         for sig, old in self._old.items():
